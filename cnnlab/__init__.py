@@ -1,0 +1,9 @@
+"""cnnlab: convolutional neural networks in readable NumPy.
+
+    import cnnlab as cl
+    import cnnlab.functional as F
+"""
+from . import functional
+from .functional import conv_output_size
+
+__version__ = "0.1.0"

@@ -1,0 +1,63 @@
+"""Elementwise activations. Each returns ``out, cache``; backward returns dx.
+
+    relu(x) = max(0, x)          leaky_relu(x) = x if x > 0 else alpha * x
+    sigmoid(x) = 1 / (1 + e^-x)  tanh(x)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._args import as_float_array
+
+
+def relu_forward(x):
+    """out = max(0, x); NaN stays NaN."""
+    x = as_float_array(x, "x")
+    out = np.maximum(x, 0)
+    return out, out
+
+
+def relu_backward(dout, cache):
+    """dx = dout * [x > 0] (the cache is the output: out > 0 iff x > 0)."""
+    return np.where(cache > 0, dout, 0).astype(cache.dtype, copy=False)
+
+
+def leaky_relu_forward(x, alpha=0.01):
+    """out = x if x > 0 else alpha * x."""
+    x = as_float_array(x, "x")
+    alpha = float(alpha)
+    out = np.where(x > 0, x, x * np.asarray(alpha, dtype=x.dtype))
+    return out, (x, alpha)
+
+
+def leaky_relu_backward(dout, cache):
+    """dx = dout if x > 0 else alpha * dout."""
+    x, alpha = cache
+    return np.where(x > 0, dout, dout * np.asarray(alpha, dtype=x.dtype)).astype(x.dtype, copy=False)
+
+
+def sigmoid_forward(x):
+    """out = 1 / (1 + exp(-x)), computed without overflow for large |x|."""
+    x = as_float_array(x, "x")
+    e = np.exp(-np.abs(x))
+    out = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    return out, out
+
+
+def sigmoid_backward(dout, cache):
+    """dx = dout * s * (1 - s)."""
+    s = cache
+    return dout * s * (1 - s)
+
+
+def tanh_forward(x):
+    """out = tanh(x)."""
+    x = as_float_array(x, "x")
+    out = np.tanh(x)
+    return out, out
+
+
+def tanh_backward(dout, cache):
+    """dx = dout * (1 - tanh(x)^2)."""
+    t = cache
+    return dout * (1 - t * t)

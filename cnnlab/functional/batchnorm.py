@@ -1,0 +1,113 @@
+"""Batch normalization (Ioffe & Szegedy), cs231n's conventions.
+
+    x_hat = (x - mu_B) / sqrt(var_B + eps),  out = gamma * x_hat + beta
+    running = momentum * running + (1 - momentum) * batch statistic   (biased var_B)
+
+1-D: x (N, D), gamma/beta (D,). Spatial: x (N, C, H, W) (or any (N, C, *S)), statistics
+per channel over N and the spatial axes -- the (N*H*W, C) reshape done without copying.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._args import as_float_array
+
+
+def _param(bn_param, d, dtype):
+    if not isinstance(bn_param, dict):
+        raise TypeError(f"bn_param must be a dict, got {type(bn_param).__name__}")
+    mode = bn_param.get("mode", "train")
+    if mode not in ("train", "test"):
+        raise ValueError(f"bn_param['mode'] must be 'train' or 'test', got {mode!r}")
+    eps = bn_param.get("eps", 1e-5)
+    momentum = bn_param.get("momentum", 0.9)
+    rm = bn_param.get("running_mean")
+    rv = bn_param.get("running_var")
+    if rm is None:
+        rm = bn_param["running_mean"] = np.zeros(d, dtype=dtype)
+    if rv is None:
+        rv = bn_param["running_var"] = np.ones(d, dtype=dtype)
+    return mode, eps, momentum, rm, rv
+
+
+def _bn_forward(x, gamma, beta, bn_param, axes, shape):
+    d = x.shape[1]
+    gamma = as_float_array(gamma, "gamma")
+    beta = as_float_array(beta, "beta")
+    if gamma.shape != (d,) or beta.shape != (d,):
+        raise ValueError(f"gamma and beta must have shape ({d},) (one per feature/channel), "
+                         f"got {gamma.shape} and {beta.shape}")
+    mode, eps, momentum, rm, rv = _param(bn_param, d, x.dtype)
+    g = gamma.reshape(shape).astype(x.dtype, copy=False)
+    bt = beta.reshape(shape).astype(x.dtype, copy=False)
+    if mode == "test":
+        inv = 1.0 / np.sqrt(rv.reshape(shape) + eps)
+        out = ((x - rm.reshape(shape)) * inv * g + bt).astype(x.dtype, copy=False)
+        return out, None
+    mu = x.mean(axis=axes, keepdims=True)
+    xc = x - mu
+    var = (xc * xc).mean(axis=axes, keepdims=True)
+    std = np.sqrt(var + eps)
+    xhat = xc / std
+    out = xhat * g + bt
+    rm *= momentum
+    rm += (1 - momentum) * mu.reshape(d)
+    rv *= momentum
+    rv += (1 - momentum) * var.reshape(d)
+    return out, (x, xc, xhat, mu, var, std, g, eps, axes)
+
+
+def batchnorm_forward(x, gamma, beta, bn_param):
+    """x (N, D) -> ``out, cache``; bn_param: mode, eps, momentum, running_mean, running_var."""
+    x = as_float_array(x, "x")
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-D (N, D) for batchnorm_forward, got shape {x.shape}; "
+                         "use spatial_batchnorm_forward for (N, C, H, W)")
+    return _bn_forward(x, gamma, beta, bn_param, (0,), (1, -1))
+
+
+def batchnorm_backward(dout, cache):
+    """Backward through the computation graph, node by node -> (dx, dgamma, dbeta)."""
+    x, xc, xhat, mu, var, std, g, eps, axes = cache
+    m = x.size // x.shape[1]
+    dbeta = dout.sum(axis=axes)
+    dgamma = (dout * xhat).sum(axis=axes)
+    dxhat = dout * g
+    # xhat = xc * ivar, ivar = 1 / std, std = sqrt(var + eps), var = mean(xc^2), xc = x - mu
+    ivar = 1.0 / std
+    dxc = dxhat * ivar
+    divar = (dxhat * xc).sum(axis=axes, keepdims=True)
+    dstd = -divar / (std * std)
+    dvar = 0.5 * dstd / std
+    dsq = np.broadcast_to(dvar / m, x.shape)
+    dxc = dxc + 2 * xc * dsq
+    dmu = -dxc.sum(axis=axes, keepdims=True)
+    dx = dxc + dmu / m
+    return dx.astype(x.dtype, copy=False), dgamma.reshape(-1), dbeta.reshape(-1)
+
+
+def batchnorm_backward_alt(dout, cache):
+    """Simplified closed form -> (dx, dgamma, dbeta):
+
+        dx = gamma / (m * std) * (m * dout - sum(dout) - xhat * sum(dout * xhat))
+    """
+    x, xc, xhat, mu, var, std, g, eps, axes = cache
+    m = x.size // x.shape[1]
+    dbeta = dout.sum(axis=axes, keepdims=True)
+    dgamma = (dout * xhat).sum(axis=axes, keepdims=True)
+    dx = (g / (m * std)) * (m * dout - dbeta - xhat * dgamma)
+    return dx.astype(x.dtype, copy=False), dgamma.reshape(-1), dbeta.reshape(-1)
+
+
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    """x (N, C, H, W) (or (N, C, *S)), statistics per channel -> ``out, cache``."""
+    x = as_float_array(x, "x")
+    if x.ndim < 3:
+        raise ValueError(f"x must be (N, C, H, W) for spatial_batchnorm_forward, got shape {x.shape}")
+    axes = (0,) + tuple(range(2, x.ndim))
+    return _bn_forward(x, gamma, beta, bn_param, axes, (1, -1) + (1,) * (x.ndim - 2))
+
+
+def spatial_batchnorm_backward(dout, cache):
+    """-> (dx, dgamma, dbeta) for :func:`spatial_batchnorm_forward` (closed form)."""
+    return batchnorm_backward_alt(dout, cache)
