@@ -99,58 +99,38 @@ def conv_forward(x, w, b, stride, pads, dilation, out_shape):
 
 
 def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
-    """Gradients of :func:`conv_forward`: (dx, dw, db_full).
+    """Gradients of :func:`conv_forward`: (dx, dw, db).
 
-    dw = cols^T @ dout,  dcols = dout @ w2^T scattered back by prod(k) strided adds.
+    dw = cols^T @ dout (one GEMM against the saved im2col matrix).
+    dx: dcols^T = w2 @ dout^T (one GEMM, rows = (tap, channel), columns = (n, out pixel)),
+    then one strided add per kernel tap into a (C, N, *padded) buffer. In that layout both
+    sides of every add run contiguously along the output row, whatever C is -- a
+    channels-last scatter would crawl in runs of C numbers (3 for RGB input).
     """
     cols, w2, padded_shape = kcache
     kdim, c = w.shape[:2]
     kernel = w.shape[2:]
-    out_shape = dout.shape[2:]
+    out_shape = tuple(dout.shape[2:])
+    n = dout.shape[0]
     d2 = np.moveaxis(dout, 1, -1).reshape(-1, kdim)  # free if dout is our own layout
     dw2 = cols.T @ d2
+    nsp = len(kernel)
     dw = dw2.reshape(kernel + (c, kdim))
-    dw = np.ascontiguousarray(np.moveaxis(dw, -1, 0).transpose(
-        (0, len(kernel) + 1) + tuple(range(1, len(kernel) + 1))))
+    dw = np.ascontiguousarray(dw.transpose((nsp + 1, nsp) + tuple(range(nsp))))
     db = d2.sum(axis=0)
     if not need_dx:
         return None, dw, db
-    dcols = (d2 @ w2.T).reshape((dout.shape[0],) + tuple(out_shape) + tuple(kernel) + (c,))
-    dxp = np.zeros(padded_shape, dtype=dcols.dtype)
-    nsp = len(kernel)
-    for offset in itertools.product(*(range(k) for k in kernel)):
-        sl = (slice(None),) + _offset_slices(offset, stride, dilation, out_shape)
-        dxp[sl] += dcols[(slice(None),) * (1 + nsp) + offset]
-    interior = (slice(None),) + tuple(slice(lo, s - hi) for s, (lo, hi) in zip(padded_shape[1:-1], pads))
-    return channels_first_view(dxp[interior]), dw, db
+    dcols_t = (w2 @ d2.T).reshape((-1, c, n) + out_shape)  # (taps, C, N, *out)
+    spatial = padded_shape[1:-1]
+    dxp = np.zeros((c, n) + tuple(spatial), dtype=dcols_t.dtype)
+    for t, offset in enumerate(itertools.product(*(range(k) for k in kernel))):
+        dxp[(slice(None), slice(None)) + _offset_slices(offset, stride, dilation, out_shape)] += dcols_t[t]
+    interior = (slice(None), slice(None)) + tuple(
+        slice(lo, s - hi) for s, (lo, hi) in zip(spatial, pads))
+    return np.swapaxes(dxp[interior], 0, 1), dw, db
 
 
 # --------------------------------------------------------------------------- pooling
-
-
-def _pool_windows(xp, kernel, stride, out_shape):
-    """Zero-copy view (N, C, *out, *k) of a channels-first array's pooling windows."""
-    nsp = len(kernel)
-    ss = xp.strides[2:]
-    shape = xp.shape[:2] + tuple(out_shape) + tuple(kernel)
-    strides = xp.strides[:2] + tuple(s * st for s, st in zip(ss, stride)) + tuple(ss[:nsp])
-    return as_strided(xp, shape=shape, strides=strides, writeable=False)
-
-
-def _is_tiling(shape, kernel, stride, pads):
-    """Non-overlapping windows that tile the input exactly: pooling is a reshape."""
-    return (tuple(kernel) == tuple(stride) and all(lo == 0 and hi == 0 for lo, hi in pads)
-            and all(s % k == 0 for s, k in zip(shape, kernel)))
-
-
-def _tiled(x, kernel):
-    """(N, C, *S) -> (N, C, *out, *k) for exact tilings, via reshape + transpose."""
-    nsp = len(kernel)
-    split = x.shape[:2]
-    for s, k in zip(x.shape[2:], kernel):
-        split += (s // k, k)
-    order = (0, 1) + tuple(2 + 2 * i for i in range(nsp)) + tuple(3 + 2 * i for i in range(nsp))
-    return x.reshape(split).transpose(order)
 
 
 def _pad_channels_first(x, pads, fill):
@@ -162,67 +142,79 @@ def _pad_channels_first(x, pads, fill):
     return xp
 
 
-def maxpool_forward(x, kernel, stride, pads, out_shape):
-    """out[n, c, o] = max over the window; returns (out, argmax) with argmax the flat
-    index of the winner inside its window (first maximum on ties, as PyTorch)."""
-    nsp = len(kernel)
-    if _is_tiling(x.shape[2:], kernel, stride, pads):
-        win = _tiled(x, kernel)
-    else:
-        win = _pool_windows(_pad_channels_first(x, pads, -np.inf), kernel, stride, out_shape)
-    flat = win.reshape(win.shape[:2 + nsp] + (-1,))  # one copy
-    arg = flat.argmax(axis=-1)
-    out = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
-    # argmax never picks NaN over a number; propagate NaN as PyTorch does
-    nan = np.isnan(flat).any(axis=-1)
-    if nan.any():
-        out = np.where(nan, np.nan, out)
+def _taps(kernel, stride, out_shape):
+    """(tap index, slices of the padded input that tap t sees for every output)."""
+    ones = (1,) * len(kernel)
+    for t, offset in enumerate(itertools.product(*(range(k) for k in kernel))):
+        yield t, (slice(None), slice(None)) + _offset_slices(offset, stride, ones, out_shape)
+
+
+def _unpad(dxp, pads):
+    return dxp[(slice(None), slice(None)) + tuple(
+        slice(lo, s - hi) for s, (lo, hi) in zip(dxp.shape[2:], pads))]
+
+
+def maxpool_forward(x, kernel, stride, pads, out_shape, with_arg=True):
+    """out[n, c, o] = max over the window, as prod(k) whole-batch np.maximum passes over
+    strided slices (no window copy). ``arg`` is the tap index of the winner (uint8/16),
+    the first maximum on ties as in PyTorch; NaN propagates (np.maximum keeps it)."""
+    xp = _pad_channels_first(x, pads, -np.inf)
+    taps = list(_taps(kernel, stride, out_shape))
+    out = xp[taps[0][1]].copy()
+    for _, sl in taps[1:]:
+        np.maximum(out, xp[sl], out=out)
+    if not with_arg:
+        return out, None
+    arg = np.zeros(out.shape, dtype=np.uint8 if len(taps) <= 256 else np.uint16)
+    for t, sl in reversed(taps[1:]):  # reversed: the first winning tap writes last
+        np.copyto(arg, t, where=xp[sl] == out)
+    np.copyto(arg, 0, where=xp[taps[0][1]] == out)
     return out, arg
 
 
 def maxpool_backward(dout, arg, x_shape, kernel, stride, pads):
-    """Route each upstream gradient to its window's winner (prod(k) strided adds)."""
-    nsp = len(kernel)
-    out_shape = dout.shape[2:]
-    if _is_tiling(x_shape[2:], kernel, stride, pads):
-        ntap = int(np.prod(kernel))
-        dwin = np.where(arg[..., None] == np.arange(ntap), dout[..., None], 0).astype(dout.dtype, copy=False)
-        dwin = dwin.reshape(dout.shape + tuple(kernel))
-        # inverse of _tiled: (N, C, *out, *k) -> (N, C, o0, k0, o1, k1, ...)
-        order = (0, 1) + tuple(v for i in range(nsp) for v in (2 + i, 2 + nsp + i))
-        return np.ascontiguousarray(dwin.transpose(order)).reshape(x_shape)
+    """Route each upstream gradient to its window's winner, one strided pass per tap."""
     padded = x_shape[:2] + tuple(s + lo + hi for s, (lo, hi) in zip(x_shape[2:], pads))
+    zero = np.zeros((), dtype=dout.dtype)
+    if _is_tiling(x_shape[2:], kernel, stride, pads):
+        dx = np.empty(x_shape, dtype=dout.dtype)  # every cell is some window's tap exactly once
+        for t, sl in _taps(kernel, stride, dout.shape[2:]):
+            dx[sl] = np.where(arg == t, dout, zero)
+        return dx
     dxp = np.zeros(padded, dtype=dout.dtype)
-    for t, offset in enumerate(itertools.product(*(range(k) for k in kernel))):
-        sl = (slice(None), slice(None)) + _offset_slices(offset, stride, (1,) * nsp, out_shape)
-        dxp[sl] += np.where(arg == t, dout, 0)
-    return dxp[(slice(None), slice(None)) + tuple(slice(lo, s - hi) for s, (lo, hi) in zip(padded[2:], pads))]
+    for t, sl in _taps(kernel, stride, dout.shape[2:]):
+        dxp[sl] += np.where(arg == t, dout, zero)
+    return _unpad(dxp, pads)
+
+
+def _is_tiling(shape, kernel, stride, pads):
+    """Non-overlapping windows that tile the input exactly: every cell in one window."""
+    return (tuple(kernel) == tuple(stride) and all(lo == 0 and hi == 0 for lo, hi in pads)
+            and all(s % k == 0 for s, k in zip(shape, kernel)))
 
 
 def avgpool_forward(x, kernel, stride, pads, out_shape):
-    """out = mean over the window, zeros of the padding counted (PyTorch's default)."""
-    nsp = len(kernel)
-    if _is_tiling(x.shape[2:], kernel, stride, pads):
-        win = _tiled(x, kernel)
-    else:
-        win = _pool_windows(_pad_channels_first(x, pads, 0.0), kernel, stride, out_shape)
-    axes = tuple(range(2 + nsp, 2 + 2 * nsp))
-    return win.mean(axis=axes, dtype=x.dtype)
+    """out = mean over the window (zeros of the padding counted, PyTorch's default),
+    as prod(k) strided adds."""
+    xp = _pad_channels_first(x, pads, 0.0)
+    taps = list(_taps(kernel, stride, out_shape))
+    out = xp[taps[0][1]].copy()
+    for _, sl in taps[1:]:
+        out += xp[sl]
+    out *= np.asarray(1.0 / len(taps), dtype=out.dtype)
+    return out
 
 
 def avgpool_backward(dout, x_shape, kernel, stride, pads):
-    """Spread each upstream gradient evenly over its window."""
-    nsp = len(kernel)
-    out_shape = dout.shape[2:]
-    share = dout / np.asarray(np.prod(kernel), dtype=dout.dtype)
+    """Spread each upstream gradient evenly over its window: dx += dout / prod(k) per tap."""
+    share = dout * np.asarray(1.0 / np.prod(kernel), dtype=dout.dtype)
     if _is_tiling(x_shape[2:], kernel, stride, pads):
-        exp = share.reshape(share.shape + (1,) * nsp)
-        exp = np.broadcast_to(exp, share.shape + tuple(kernel))
-        order = (0, 1) + tuple(v for i in range(nsp) for v in (2 + i, 2 + nsp + i))
-        return np.ascontiguousarray(exp.transpose(order)).reshape(x_shape)
+        dx = np.empty(x_shape, dtype=dout.dtype)
+        for _, sl in _taps(kernel, stride, dout.shape[2:]):
+            dx[sl] = share
+        return dx
     padded = x_shape[:2] + tuple(s + lo + hi for s, (lo, hi) in zip(x_shape[2:], pads))
     dxp = np.zeros(padded, dtype=dout.dtype)
-    for offset in itertools.product(*(range(k) for k in kernel)):
-        sl = (slice(None), slice(None)) + _offset_slices(offset, stride, (1,) * nsp, out_shape)
+    for _, sl in _taps(kernel, stride, dout.shape[2:]):
         dxp[sl] += share
-    return dxp[(slice(None), slice(None)) + tuple(slice(lo, s - hi) for s, (lo, hi) in zip(padded[2:], pads))]
+    return _unpad(dxp, pads)
