@@ -73,6 +73,9 @@ def _offset_slices(offset, stride, dilation, out_shape):
 
 # --------------------------------------------------------------------------- conv
 
+# below this many input channels, dx is scattered in a (C, N, ...) layout (see conv_backward)
+_CHANNELS_LAST_DX_MIN_C = 16
+
 
 def conv_forward(x, w, b, stride, pads, dilation, out_shape):
     """N-d cross-correlation as one GEMM.
@@ -120,14 +123,25 @@ def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
     db = d2.sum(axis=0)
     if not need_dx:
         return None, dw, db
-    dcols_t = (w2 @ d2.T).reshape((-1, c, n) + out_shape)  # (taps, C, N, *out)
     spatial = padded_shape[1:-1]
+    interior = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(spatial, pads))
+    taps = list(enumerate(itertools.product(*(range(k) for k in kernel))))
+    if c >= _CHANNELS_LAST_DX_MIN_C:
+        # wide rows: scatter in channels-last, so dx comes back in the layout the layer
+        # below produced (its backward then needs no transpose copy)
+        dcols = (d2 @ w2.T).reshape((n,) + out_shape + (-1,))
+        dxp = np.zeros(padded_shape, dtype=dcols.dtype)
+        for t, offset in taps:
+            dxp[(slice(None),) + _offset_slices(offset, stride, dilation, out_shape)] += dcols[..., t * c:(t + 1) * c]
+        return channels_first_view(dxp[(slice(None),) + interior]), dw, db
+    # few channels (RGB input): a channels-last scatter would crawl in runs of C numbers, so
+    # lay dcols out as (taps, C, N, *out) and scatter into a (C, N, *padded) buffer, where
+    # both sides of every add run contiguously along an output row.
+    dcols_t = (w2 @ d2.T).reshape((-1, c, n) + out_shape)
     dxp = np.zeros((c, n) + tuple(spatial), dtype=dcols_t.dtype)
-    for t, offset in enumerate(itertools.product(*(range(k) for k in kernel))):
+    for t, offset in taps:
         dxp[(slice(None), slice(None)) + _offset_slices(offset, stride, dilation, out_shape)] += dcols_t[t]
-    interior = (slice(None), slice(None)) + tuple(
-        slice(lo, s - hi) for s, (lo, hi) in zip(spatial, pads))
-    return np.swapaxes(dxp[interior], 0, 1), dw, db
+    return np.swapaxes(dxp[(slice(None), slice(None)) + interior], 0, 1), dw, db
 
 
 # --------------------------------------------------------------------------- pooling
@@ -149,6 +163,20 @@ def _taps(kernel, stride, out_shape):
         yield t, (slice(None), slice(None)) + _offset_slices(offset, stride, ones, out_shape)
 
 
+def empty_like_layout(shape, dtype, channels_last, zero=False):
+    """A new (N, C, *S) array whose memory is channels-last when ``channels_last`` (so a
+    gradient comes back in the layout of the activation it belongs to)."""
+    make = np.zeros if zero else np.empty
+    if not channels_last:
+        return make(shape, dtype=dtype)
+    return channels_first_view(make((shape[0],) + tuple(shape[2:]) + (shape[1],), dtype=dtype))
+
+
+def is_channels_last(x):
+    """True when the memory of an (N, C, *S) array is ordered (N, *S, C)."""
+    return x.ndim > 2 and x.shape[1] > 1 and x.strides[1] == x.itemsize and not x.flags.c_contiguous
+
+
 def _unpad(dxp, pads):
     return dxp[(slice(None), slice(None)) + tuple(
         slice(lo, s - hi) for s, (lo, hi) in zip(dxp.shape[2:], pads))]
@@ -160,7 +188,7 @@ def maxpool_forward(x, kernel, stride, pads, out_shape, with_arg=True):
     the first maximum on ties as in PyTorch; NaN propagates (np.maximum keeps it)."""
     xp = _pad_channels_first(x, pads, -np.inf)
     taps = list(_taps(kernel, stride, out_shape))
-    out = xp[taps[0][1]].copy()
+    out = xp[taps[0][1]].copy(order="K")  # keep the input's memory layout
     for _, sl in taps[1:]:
         np.maximum(out, xp[sl], out=out)
     if not with_arg:
@@ -172,16 +200,17 @@ def maxpool_forward(x, kernel, stride, pads, out_shape, with_arg=True):
     return out, arg
 
 
-def maxpool_backward(dout, arg, x_shape, kernel, stride, pads):
+def maxpool_backward(dout, arg, x_shape, kernel, stride, pads, channels_last=False):
     """Route each upstream gradient to its window's winner, one strided pass per tap."""
     padded = x_shape[:2] + tuple(s + lo + hi for s, (lo, hi) in zip(x_shape[2:], pads))
     zero = np.zeros((), dtype=dout.dtype)
     if _is_tiling(x_shape[2:], kernel, stride, pads):
-        dx = np.empty(x_shape, dtype=dout.dtype)  # every cell is some window's tap exactly once
+        # every cell is some window's tap exactly once
+        dx = empty_like_layout(x_shape, dout.dtype, channels_last)
         for t, sl in _taps(kernel, stride, dout.shape[2:]):
             dx[sl] = np.where(arg == t, dout, zero)
         return dx
-    dxp = np.zeros(padded, dtype=dout.dtype)
+    dxp = empty_like_layout(padded, dout.dtype, channels_last, zero=True)
     for t, sl in _taps(kernel, stride, dout.shape[2:]):
         dxp[sl] += np.where(arg == t, dout, zero)
     return _unpad(dxp, pads)
@@ -198,23 +227,23 @@ def avgpool_forward(x, kernel, stride, pads, out_shape):
     as prod(k) strided adds."""
     xp = _pad_channels_first(x, pads, 0.0)
     taps = list(_taps(kernel, stride, out_shape))
-    out = xp[taps[0][1]].copy()
+    out = xp[taps[0][1]].copy(order="K")  # keep the input's memory layout
     for _, sl in taps[1:]:
         out += xp[sl]
     out *= np.asarray(1.0 / len(taps), dtype=out.dtype)
     return out
 
 
-def avgpool_backward(dout, x_shape, kernel, stride, pads):
+def avgpool_backward(dout, x_shape, kernel, stride, pads, channels_last=False):
     """Spread each upstream gradient evenly over its window: dx += dout / prod(k) per tap."""
     share = dout * np.asarray(1.0 / np.prod(kernel), dtype=dout.dtype)
     if _is_tiling(x_shape[2:], kernel, stride, pads):
-        dx = np.empty(x_shape, dtype=dout.dtype)
+        dx = empty_like_layout(x_shape, dout.dtype, channels_last)
         for _, sl in _taps(kernel, stride, dout.shape[2:]):
             dx[sl] = share
         return dx
     padded = x_shape[:2] + tuple(s + lo + hi for s, (lo, hi) in zip(x_shape[2:], pads))
-    dxp = np.zeros(padded, dtype=dout.dtype)
+    dxp = empty_like_layout(padded, dout.dtype, channels_last, zero=True)
     for _, sl in _taps(kernel, stride, dout.shape[2:]):
         dxp[sl] += share
     return _unpad(dxp, pads)
