@@ -1,0 +1,140 @@
+"""The optimizer base class: arrays in, arrays updated in place, state kept by position.
+
+    opt = Adam(lr=1e-3)
+    opt.step(params, grads)        # lists of ndarrays, same order every call
+    d = opt.state_dict()           # flat {str: ndarray | float}, savable with np.savez
+    opt.load_state_dict(d)
+
+Optimizers never see layers: the i-th array of ``params`` owns the i-th slot of state
+(momentum buffers, running averages). All arithmetic is done in the parameter's own dtype
+with Python-float scalars, so float32 parameters stay float32.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _check_hyper(name, value, low=0.0, high=math.inf, low_open=False, high_open=False):
+    """Validate a scalar hyperparameter; returns it as a Python float."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    lo_bad = v <= low if low_open else v < low
+    hi_bad = v >= high if high_open else v > high
+    if not math.isfinite(v) or lo_bad or hi_bad:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ValueError(f"{name} must be a finite number in {lo}{low}, {high}{hi}, "
+                         f"got {value!r}")
+    return v
+
+
+class Optimizer:
+    """Base class. Subclasses set ``_slots`` (names of per-array state buffers), define
+    ``get_config`` and ``_update(p, g, slots, t)`` which updates ``p`` in place.
+
+    ``lr`` is a plain attribute; learning-rate schedules set it between steps.
+    ``t`` counts completed steps (Adam's bias correction uses it).
+    """
+
+    _slots: tuple = ()
+
+    def __init__(self, lr):
+        self.lr = _check_hyper("lr", lr)
+        self.t = 0
+        self._state: list[dict[str, np.ndarray]] | None = None
+
+    # --- public API -------------------------------------------------------------------
+    def step(self, params, grads):
+        """Apply one update to every array in ``params`` (in place) from ``grads``."""
+        params, grads = self._check_arrays(params, grads)
+        if self._state is None:
+            self._state = [{k: np.zeros_like(p) for k in self._slots} for p in params]
+        elif len(self._state) != len(params):
+            raise ValueError(f"optimizer state holds {len(self._state)} parameter arrays but "
+                             f"step() got {len(params)}; an optimizer serves one fixed list")
+        self.lr = _check_hyper("lr", self.lr)
+        self.t += 1
+        for p, g, slots in zip(params, grads, self._state):
+            if slots and next(iter(slots.values())).shape != p.shape:
+                raise ValueError(f"parameter shape changed: optimizer state has "
+                                 f"{next(iter(slots.values())).shape}, got {p.shape}")
+            self._update(p, g, slots, self.t)
+
+    def zero_state(self):
+        """Forget all buffers and the step count (as if freshly constructed)."""
+        self.t = 0
+        self._state = None
+
+    def get_config(self) -> dict:
+        """JSON-able constructor keyword arguments (``lr`` is the current value)."""
+        return {"lr": self.lr}
+
+    def state_dict(self) -> dict:
+        """Flat dict: 'lr', 't', 'n_params' as floats and 'state.<i>.<slot>' arrays."""
+        d = {"lr": float(self.lr), "t": float(self.t),
+             "n_params": float(-1 if self._state is None else len(self._state))}
+        for i, slots in enumerate(self._state or []):
+            for k, v in slots.items():
+                d[f"state.{i}.{k}"] = v.copy()
+        return d
+
+    def load_state_dict(self, d):
+        """Restore from :meth:`state_dict` output (also after ``np.load``: 0-d arrays are
+        accepted for scalars). Checks the slot names; all-or-nothing."""
+        try:
+            lr, t, n = float(d["lr"]), int(float(d["t"])), int(float(d["n_params"]))
+        except KeyError as e:
+            raise KeyError(f"optimizer state_dict is missing key {e.args[0]!r}; expected "
+                           f"'lr', 't', 'n_params' and 'state.<i>.<slot>' entries") from None
+        state = None
+        if n >= 0:
+            state = []
+            for i in range(n):
+                slots = {}
+                for k in self._slots:
+                    key = f"state.{i}.{k}"
+                    if key not in d:
+                        raise KeyError(f"optimizer state_dict is missing {key!r} "
+                                       f"({type(self).__name__} keeps {list(self._slots)})")
+                    slots[k] = np.array(d[key], copy=True)
+                state.append(slots)
+            expected = {f"state.{i}.{k}" for i in range(n) for k in self._slots}
+            extra = sorted(k for k in d if k.startswith("state.") and k not in expected)
+            if extra:
+                raise KeyError(f"optimizer state_dict has unexpected entries {extra[:5]} for "
+                               f"{type(self).__name__} (slots {list(self._slots)})")
+        self.lr = _check_hyper("lr", lr)
+        self.t = t
+        self._state = state
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    # --- helpers ----------------------------------------------------------------------
+    @staticmethod
+    def _check_arrays(params, grads):
+        params, grads = list(params), list(grads)
+        if len(params) != len(grads):
+            raise ValueError(f"params and grads must have the same length, got "
+                             f"{len(params)} params and {len(grads)} grads")
+        out = []
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
+                raise TypeError(f"params[{i}] must be a floating ndarray (updated in place), "
+                                f"got {type(p).__name__} {getattr(p, 'dtype', '')}")
+            g = np.asarray(g)
+            if g.shape != p.shape:
+                raise ValueError(f"grads[{i}] must have the shape of params[{i}] {p.shape}, "
+                                 f"got {g.shape}")
+            if g.dtype != p.dtype:
+                g = g.astype(p.dtype)
+            out.append(g)
+        return params, out
+
+    def _update(self, p, g, slots, t):  # pragma: no cover - abstract
+        raise NotImplementedError
