@@ -72,75 +72,112 @@ def _offset_slices(offset, stride, dilation, out_shape):
 
 
 # --------------------------------------------------------------------------- conv
+#
+# Two layouts, chosen by the number of input channels C:
+# - channels-last (C >= _WIDE): the padded input is (N, *Sp, C); a receptive field is
+#   prod(k) runs of C contiguous numbers, so im2col is one reshape-copy of a window view,
+#   cols (N*P, T*C) @ w2 (T*C, K) gives the output already in (N, *out, K) order.
+# - channel-major (C < _WIDE, e.g. a 1- or 3-channel image): the padded input is
+#   (C, N, *Sp) and the transposed im2col matrix (T*C, N*P) is filled one tap at a time,
+#   each a copy of whole output rows; w2t (K, T*C) @ cols_t gives (K, N, *out). With few
+#   channels a channels-last copy would move runs of only kw*C numbers (5 for LeNet's
+#   first layer), which is what makes naive NumPy convs slow on their first layer.
+# The backward pass scatters dcols back with one strided add per tap in the same layout,
+# and every output/gradient is handed back as an (N, C, *S) view of that buffer.
 
-# below this many input channels, dx is scattered in a (C, N, ...) layout (see conv_backward)
-_CHANNELS_LAST_DX_MIN_C = 16
+_WIDE = 8
+
+
+def _taps_nd(kernel):
+    return list(enumerate(itertools.product(*(range(k) for k in kernel))))
+
+
+def _zeros_padded_cm(x, pads):
+    """(N, C, *S) -> zero-padded channel-major copy (C, N, *(S + lo + hi))."""
+    n, c = x.shape[:2]
+    spatial = x.shape[2:]
+    xp = np.zeros((c, n) + tuple(s + lo + hi for s, (lo, hi) in zip(spatial, pads)), dtype=x.dtype)
+    xp[(slice(None), slice(None)) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(spatial, pads))] = \
+        np.swapaxes(x, 0, 1)
+    return xp
 
 
 def conv_forward(x, w, b, stride, pads, dilation, out_shape):
-    """N-d cross-correlation as one GEMM.
+    """N-d cross-correlation as one GEMM (see the layout note above).
 
-    x (N, C, *S), w (K, C, *k), b (K,) or None -> y (N, K, *out) (a channels-first view
-    of a channels-last buffer), plus the im2col matrix for the backward pass.
+    x (N, C, *S), w (K, C, *k), b (K,) or None -> y (N, K, *out) (a view), kernel cache.
     out[n, k, o] = b[k] + sum_{c, t} w[k, c, t] * xpad[n, c, o*stride + t*dilation]
     """
     n = x.shape[0]
     kdim, c = w.shape[:2]
     kernel = w.shape[2:]
-    xp = to_channels_last_padded(x, pads)
-    cols = window_view(xp, kernel, stride, dilation, out_shape)
     ntap = int(np.prod(kernel)) * c
-    # reshape of a strided view copies exactly once: this *is* im2col
-    cols = cols.reshape(-1, ntap)
-    # (K, C, *k) -> (*k, C, K) so rows match the (tap, channel) order of `cols`
-    w2 = np.moveaxis(w.reshape(kdim, c, -1), 0, -1).transpose(1, 0, 2).reshape(ntap, kdim)
-    y = cols @ w2
+    if c >= _WIDE:
+        xp = to_channels_last_padded(x, pads)
+        # reshape of a strided view copies exactly once: this *is* im2col
+        cols = window_view(xp, kernel, stride, dilation, out_shape).reshape(-1, ntap)
+        # (K, C, *k) -> (*k, C, K) so rows match the (tap, channel) order of `cols`
+        w2 = np.moveaxis(w.reshape(kdim, c, -1), 0, -1).transpose(1, 0, 2).reshape(ntap, kdim)
+        y = cols @ w2
+        if b is not None:
+            y += b
+        y = y.reshape((n,) + tuple(out_shape) + (kdim,))
+        return channels_first_view(y), ("last", cols, w2, xp.shape)
+    xp = _zeros_padded_cm(x, pads)
+    cols_t = np.empty((int(np.prod(kernel)), c, n) + tuple(out_shape), dtype=x.dtype)
+    for t, offset in _taps_nd(kernel):
+        cols_t[t] = xp[(slice(None), slice(None)) + _offset_slices(offset, stride, dilation, out_shape)]
+    cols_t = cols_t.reshape(ntap, -1)
+    # (K, C, *k) -> (K, T, C) so columns match the (tap, channel) rows of `cols_t`
+    w2t = np.ascontiguousarray(w.reshape(kdim, c, -1).transpose(0, 2, 1)).reshape(kdim, ntap)
+    y = w2t @ cols_t
     if b is not None:
-        y += b
-    y = y.reshape((n,) + tuple(out_shape) + (kdim,))
-    return channels_first_view(y), (cols, w2, xp.shape)
+        y += b[:, None]
+    y = y.reshape((kdim, n) + tuple(out_shape))
+    return np.swapaxes(y, 0, 1), ("major", cols_t, w2t, xp.shape)
 
 
 def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
     """Gradients of :func:`conv_forward`: (dx, dw, db).
 
-    dw = cols^T @ dout (one GEMM against the saved im2col matrix).
-    dx: dcols^T = w2 @ dout^T (one GEMM, rows = (tap, channel), columns = (n, out pixel)),
-    then one strided add per kernel tap into a (C, N, *padded) buffer. In that layout both
-    sides of every add run contiguously along the output row, whatever C is -- a
-    channels-last scatter would crawl in runs of C numbers (3 for RGB input).
+    dw = dout^T @ cols (one GEMM against the saved im2col matrix), db = sum of dout,
+    dcols = dout @ w2^T (one GEMM), then col2im: one strided add per kernel tap back into
+    the padded input, whose padding is cropped at the end.
     """
-    cols, w2, padded_shape = kcache
+    layout, cols, w2, padded_shape = kcache
     kdim, c = w.shape[:2]
     kernel = w.shape[2:]
+    nsp = len(kernel)
     out_shape = tuple(dout.shape[2:])
     n = dout.shape[0]
-    d2 = np.moveaxis(dout, 1, -1).reshape(-1, kdim)  # free if dout is our own layout
-    dw2 = cols.T @ d2
-    nsp = len(kernel)
-    dw = dw2.reshape(kernel + (c, kdim))
-    dw = np.ascontiguousarray(dw.transpose((nsp + 1, nsp) + tuple(range(nsp))))
-    db = d2.sum(axis=0)
-    if not need_dx:
-        return None, dw, db
-    spatial = padded_shape[1:-1]
-    interior = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(spatial, pads))
-    taps = list(enumerate(itertools.product(*(range(k) for k in kernel))))
-    if c >= _CHANNELS_LAST_DX_MIN_C:
-        # wide rows: scatter in channels-last, so dx comes back in the layout the layer
-        # below produced (its backward then needs no transpose copy)
+    taps = _taps_nd(kernel)
+    if layout == "last":
+        spatial = padded_shape[1:-1]
+        d2 = np.moveaxis(dout, 1, -1).reshape(-1, kdim)  # free if dout is in our layout
+        dw = (cols.T @ d2).reshape(kernel + (c, kdim))
+        dw = np.ascontiguousarray(dw.transpose((nsp + 1, nsp) + tuple(range(nsp))))
+        db = d2.sum(axis=0)
+        if not need_dx:
+            return None, dw, db
         dcols = (d2 @ w2.T).reshape((n,) + out_shape + (-1,))
         dxp = np.zeros(padded_shape, dtype=dcols.dtype)
         for t, offset in taps:
-            dxp[(slice(None),) + _offset_slices(offset, stride, dilation, out_shape)] += dcols[..., t * c:(t + 1) * c]
+            dxp[(slice(None),) + _offset_slices(offset, stride, dilation, out_shape)] += \
+                dcols[..., t * c:(t + 1) * c]
+        interior = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(spatial, pads))
         return channels_first_view(dxp[(slice(None),) + interior]), dw, db
-    # few channels (RGB input): a channels-last scatter would crawl in runs of C numbers, so
-    # lay dcols out as (taps, C, N, *out) and scatter into a (C, N, *padded) buffer, where
-    # both sides of every add run contiguously along an output row.
-    dcols_t = (w2 @ d2.T).reshape((-1, c, n) + out_shape)
-    dxp = np.zeros((c, n) + tuple(spatial), dtype=dcols_t.dtype)
+    spatial = padded_shape[2:]
+    d2t = np.swapaxes(dout, 0, 1).reshape(kdim, -1)  # free if dout is in our layout
+    dw = (d2t @ cols.T).reshape((kdim, -1, c)).transpose(0, 2, 1)
+    dw = np.ascontiguousarray(dw).reshape(w.shape)
+    db = d2t.sum(axis=1)
+    if not need_dx:
+        return None, dw, db
+    dcols_t = (w2.T @ d2t).reshape((-1, c, n) + out_shape)
+    dxp = np.zeros(padded_shape, dtype=dcols_t.dtype)
     for t, offset in taps:
         dxp[(slice(None), slice(None)) + _offset_slices(offset, stride, dilation, out_shape)] += dcols_t[t]
+    interior = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(spatial, pads))
     return np.swapaxes(dxp[(slice(None), slice(None)) + interior], 0, 1), dw, db
 
 
@@ -163,18 +200,18 @@ def _taps(kernel, stride, out_shape):
         yield t, (slice(None), slice(None)) + _offset_slices(offset, stride, ones, out_shape)
 
 
-def empty_like_layout(shape, dtype, channels_last, zero=False):
-    """A new (N, C, *S) array whose memory is channels-last when ``channels_last`` (so a
-    gradient comes back in the layout of the activation it belongs to)."""
+def memory_order(x):
+    """The axes of ``x`` from the slowest-varying to the fastest in memory, e.g.
+    (0, 2, 3, 1) for an (N, C, H, W) view of a channels-last buffer."""
+    return tuple(sorted(range(x.ndim), key=lambda i: (-x.strides[i], i)))
+
+
+def empty_in_order(shape, dtype, order, zero=False):
+    """A new array of ``shape`` laid out in memory in axis ``order`` (see memory_order),
+    so a gradient comes back in the layout of the activation it belongs to."""
     make = np.zeros if zero else np.empty
-    if not channels_last:
-        return make(shape, dtype=dtype)
-    return channels_first_view(make((shape[0],) + tuple(shape[2:]) + (shape[1],), dtype=dtype))
-
-
-def is_channels_last(x):
-    """True when the memory of an (N, C, *S) array is ordered (N, *S, C)."""
-    return x.ndim > 2 and x.shape[1] > 1 and x.strides[1] == x.itemsize and not x.flags.c_contiguous
+    buf = make(tuple(shape[i] for i in order), dtype=dtype)
+    return buf.transpose(np.argsort(order))
 
 
 def _unpad(dxp, pads):
@@ -200,17 +237,17 @@ def maxpool_forward(x, kernel, stride, pads, out_shape, with_arg=True):
     return out, arg
 
 
-def maxpool_backward(dout, arg, x_shape, kernel, stride, pads, channels_last=False):
+def maxpool_backward(dout, arg, x_shape, kernel, stride, pads, order=None):
     """Route each upstream gradient to its window's winner, one strided pass per tap."""
     padded = x_shape[:2] + tuple(s + lo + hi for s, (lo, hi) in zip(x_shape[2:], pads))
     zero = np.zeros((), dtype=dout.dtype)
     if _is_tiling(x_shape[2:], kernel, stride, pads):
         # every cell is some window's tap exactly once
-        dx = empty_like_layout(x_shape, dout.dtype, channels_last)
+        dx = empty_in_order(x_shape, dout.dtype, order or tuple(range(len(x_shape))))
         for t, sl in _taps(kernel, stride, dout.shape[2:]):
             dx[sl] = np.where(arg == t, dout, zero)
         return dx
-    dxp = empty_like_layout(padded, dout.dtype, channels_last, zero=True)
+    dxp = empty_in_order(padded, dout.dtype, order or tuple(range(len(padded))), zero=True)
     for t, sl in _taps(kernel, stride, dout.shape[2:]):
         dxp[sl] += np.where(arg == t, dout, zero)
     return _unpad(dxp, pads)
@@ -234,16 +271,16 @@ def avgpool_forward(x, kernel, stride, pads, out_shape):
     return out
 
 
-def avgpool_backward(dout, x_shape, kernel, stride, pads, channels_last=False):
+def avgpool_backward(dout, x_shape, kernel, stride, pads, order=None):
     """Spread each upstream gradient evenly over its window: dx += dout / prod(k) per tap."""
     share = dout * np.asarray(1.0 / np.prod(kernel), dtype=dout.dtype)
     if _is_tiling(x_shape[2:], kernel, stride, pads):
-        dx = empty_like_layout(x_shape, dout.dtype, channels_last)
+        dx = empty_in_order(x_shape, dout.dtype, order or tuple(range(len(x_shape))))
         for _, sl in _taps(kernel, stride, dout.shape[2:]):
             dx[sl] = share
         return dx
     padded = x_shape[:2] + tuple(s + lo + hi for s, (lo, hi) in zip(x_shape[2:], pads))
-    dxp = empty_like_layout(padded, dout.dtype, channels_last, zero=True)
+    dxp = empty_in_order(padded, dout.dtype, order or tuple(range(len(padded))), zero=True)
     for _, sl in _taps(kernel, stride, dout.shape[2:]):
         dxp[sl] += share
     return _unpad(dxp, pads)

@@ -36,14 +36,14 @@ def maxpoolnd_forward(x, pool_size, stride=None, padding=0, nsp=None):
     nsp = np.ndim(x) - 2 if nsp is None else nsp
     x, kernel, stride, pads, out_shape = _setup(x, pool_size, stride, padding, nsp)
     out, arg = _kernels.maxpool_forward(x, kernel, stride, pads, out_shape)
-    return out, (arg, x.shape, x.dtype, kernel, stride, pads, _kernels.is_channels_last(x))
+    return out, (arg, x.shape, x.dtype, kernel, stride, pads, _kernels.memory_order(x))
 
 
 def maxpoolnd_backward(dout, cache):
     """dx: each window's upstream gradient goes to its maximum (first one on ties)."""
-    arg, shape, dtype, kernel, stride, pads, channels_last = cache
+    arg, shape, dtype, kernel, stride, pads, order = cache
     return _kernels.maxpool_backward(np.asarray(dout, dtype=dtype), arg, shape, kernel, stride, pads,
-                                     channels_last)
+                                     order)
 
 
 def avgpoolnd_forward(x, pool_size, stride=None, padding=0, nsp=None):
@@ -51,13 +51,13 @@ def avgpoolnd_forward(x, pool_size, stride=None, padding=0, nsp=None):
     nsp = np.ndim(x) - 2 if nsp is None else nsp
     x, kernel, stride, pads, out_shape = _setup(x, pool_size, stride, padding, nsp)
     out = _kernels.avgpool_forward(x, kernel, stride, pads, out_shape)
-    return out, (x.shape, x.dtype, kernel, stride, pads, _kernels.is_channels_last(x))
+    return out, (x.shape, x.dtype, kernel, stride, pads, _kernels.memory_order(x))
 
 
 def avgpoolnd_backward(dout, cache):
     """dx: each window's upstream gradient spread evenly, dout / prod(pool_size)."""
-    shape, dtype, kernel, stride, pads, channels_last = cache
-    return _kernels.avgpool_backward(np.asarray(dout, dtype=dtype), shape, kernel, stride, pads, channels_last)
+    shape, dtype, kernel, stride, pads, order = cache
+    return _kernels.avgpool_backward(np.asarray(dout, dtype=dtype), shape, kernel, stride, pads, order)
 
 
 def _named(fn, nsp, doc):
