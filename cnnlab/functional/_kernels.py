@@ -88,6 +88,14 @@ def _offset_slices(offset, stride, dilation, out_shape):
 _WIDE = 8
 
 
+def _use_channels_last(c, kernel, stride):
+    """Channels-last when a kernel row is a long enough contiguous run (C >= 8, or a
+    kw*C run of >= 24 numbers at stride 1, e.g. LeNet's 6-channel 5x5 layer); strided
+    few-channel convs (AlexNet's RGB 11x11/4) stay channel-major, where their col2im
+    scatter runs along output rows."""
+    return c >= _WIDE or (kernel[-1] * c >= 24 and all(s == 1 for s in stride))
+
+
 def _taps_nd(kernel):
     return list(enumerate(itertools.product(*(range(k) for k in kernel))))
 
@@ -112,7 +120,7 @@ def conv_forward(x, w, b, stride, pads, dilation, out_shape):
     kdim, c = w.shape[:2]
     kernel = w.shape[2:]
     ntap = int(np.prod(kernel)) * c
-    if c >= _WIDE:
+    if _use_channels_last(c, kernel, stride):
         xp = to_channels_last_padded(x, pads)
         # (K, C, *k) -> (*k, C, K) so rows match the (tap, channel) order of the columns
         w2 = np.moveaxis(w.reshape(kdim, c, -1), 0, -1).transpose(1, 0, 2).reshape(ntap, kdim)
