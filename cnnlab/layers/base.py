@@ -58,6 +58,7 @@ class Layer:
         self.output_shape = None
         self.dtype = None
         self._cache = None        # None: no forward kept a cache
+        self._need_dx = True      # set by backward(need_dx=...) for _backward to read
 
     # ------------------------------------------------------------------ naming
     @classmethod
@@ -164,9 +165,11 @@ class Layer:
     def __call__(self, x, training=False, cache=None):
         return self.forward(x, training=training, cache=cache)
 
-    def backward(self, dout):
+    def backward(self, dout, need_dx=True):
         """dout (shape of the last output) -> dx (shape of the last input); fills
-        ``self.grads`` in place and releases the cache."""
+        ``self.grads`` in place and releases the cache. ``need_dx=False`` lets a layer
+        skip the input gradient (a training step never uses the one of the first layer);
+        it may then return None."""
         if self._cache is None:
             raise RuntimeError(
                 f"{self._label()}: backward() needs the cache of a forward pass: call "
@@ -179,6 +182,7 @@ class Layer:
                              f"{out_shape}, got {dout.shape}")
         if dout.dtype != self.dtype:
             dout = dout.astype(self.dtype)
+        self._need_dx = bool(need_dx)
         return self._backward(dout, c)
 
     def _forward(self, x, training, keep):

@@ -207,8 +207,9 @@ class Sequential(Container):
         return x, True
 
     def _backward(self, dout, cache):
-        for child in reversed(self.layers):
-            dout = child.backward(dout)
+        last = len(self.layers) - 1
+        for i, child in enumerate(reversed(self.layers)):
+            dout = child.backward(dout, need_dx=self._need_dx or i < last)
         return dout
 
     def peak_activations(self, input_shape):

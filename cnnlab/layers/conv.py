@@ -61,7 +61,7 @@ class _ConvND(Layer):
     def _backward(self, dout, cache):
         conv_cache, act_cache = cache
         dz = _fused.grad(self.activation, dout, act_cache)
-        dx, dw, db = F.convnd_backward(dz, conv_cache)
+        dx, dw, db = F.convnd_backward(dz, conv_cache, need_dx=self._need_dx)
         self._set_grad("w", dw)
         if self.use_bias:
             self._set_grad("b", db)
