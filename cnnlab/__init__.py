@@ -3,7 +3,7 @@
     import cnnlab as cl
     import cnnlab.functional as F
 """
-from . import functional
+from . import data, functional
 from .functional import conv_output_size
 
 __version__ = "0.1.0"
