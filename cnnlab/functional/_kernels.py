@@ -202,51 +202,64 @@ def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
     kernel = w.shape[2:]
     nsp = len(kernel)
     out_shape = tuple(dout.shape[2:])
-    n = dout.shape[0]
-    taps = _taps_nd(kernel)
+    strided = any(st != 1 for st in stride)
+    # dx strategy: stride 1 and >= 16 input channels: dx is itself a convolution (of dout
+    # with the flipped kernel) and goes through the chunked GEMM path; strided and wide:
+    # col2im scatter in channels-last inside the dw loop; otherwise (few channels, where a
+    # GEMM only C wide or a channels-last scatter would crawl) col2im in (C, N, ...) order.
+    by_correlation = need_dx and not strided and c >= 16
     if layout == "last":
-        xp, w2 = cols, w2  # the channels-last padded input: columns are rebuilt per chunk
+        xp = cols  # the channels-last padded input: columns are rebuilt per chunk
         d2 = np.moveaxis(dout, 1, -1).reshape(-1, kdim)  # free if dout is in our layout
         dw2 = np.zeros(w2.shape, dtype=w2.dtype)
         part = np.empty(w2.shape, dtype=w2.dtype)
-        # stride 1: dx is a plain convolution of dout with the flipped, transposed kernel
-        # (below); otherwise col2im: scatter dcols back, one strided add per tap
-        scatter = need_dx and any(st != 1 for st in stride)
-        dxp = np.zeros(xp.shape, dtype=xp.dtype) if scatter else None
+        scatter_last = need_dx and strided and c >= 16
+        dxp = np.zeros(xp.shape, dtype=xp.dtype) if scatter_last else None
         for images, rows, cols_c in _im2col_chunks(xp, kernel, stride, dilation, out_shape):
             np.matmul(cols_c.T, d2[rows], out=part)
             dw2 += part
-            if scatter:
+            if scatter_last:
                 # cols_c's buffer is free again: reuse it for this chunk's dcols
                 dcols = np.matmul(d2[rows], w2.T, out=cols_c)
                 dcols = dcols.reshape((-1,) + out_shape + (dcols.shape[-1],))
                 dchunk = dxp[images]
-                for t, offset in taps:
+                for t, offset in _taps_nd(kernel):
                     dchunk[(slice(None),) + _offset_slices(offset, stride, dilation, out_shape)] += \
                         dcols[..., t * c:(t + 1) * c]
         dw = dw2.reshape(kernel + (c, kdim))
         dw = np.ascontiguousarray(dw.transpose((nsp + 1, nsp) + tuple(range(nsp))))
         db = d2.sum(axis=0)
-        if not need_dx:
-            return None, dw, db
-        if not scatter:
-            return _dx_by_full_correlation(dout, w, pads, dilation, xp.shape[1:-1]), dw, db
-        interior = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(xp.shape[1:-1], pads))
-        return channels_first_view(dxp[(slice(None),) + interior]), dw, db
-    padded_shape = kcache[3]
-    spatial = padded_shape[2:]
-    d2t = np.swapaxes(dout, 0, 1).reshape(kdim, -1)  # free if dout is in our layout
-    dw = (d2t @ cols.T).reshape((kdim, -1, c)).transpose(0, 2, 1)
-    dw = np.ascontiguousarray(dw).reshape(w.shape)
-    db = d2t.sum(axis=1)
+        spatial = xp.shape[1:-1]
+        if scatter_last:
+            interior = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(spatial, pads))
+            return channels_first_view(dxp[(slice(None),) + interior]), dw, db
+        w2_rows = w2  # (T*C, K)
+        d_cols = d2.T  # (K, N*P)
+    else:
+        spatial = kcache[3][2:]
+        d2t = np.swapaxes(dout, 0, 1).reshape(kdim, -1)  # free if dout is in our layout
+        dw = (d2t @ cols.T).reshape((kdim, -1, c)).transpose(0, 2, 1)
+        dw = np.ascontiguousarray(dw).reshape(w.shape)
+        db = d2t.sum(axis=1)
+        w2_rows = w2.T
+        d_cols = d2t
     if not need_dx:
         return None, dw, db
-    dcols_t = (w2.T @ d2t).reshape((-1, c, n) + out_shape)
-    dxp = np.zeros(padded_shape, dtype=dcols_t.dtype)
-    for t, offset in taps:
+    if by_correlation:
+        return _dx_by_full_correlation(dout, w, pads, dilation, spatial), dw, db
+    return _col2im_channel_major(w2_rows @ d_cols, kernel, c, dout.shape[0], out_shape, spatial,
+                                 pads, stride, dilation), dw, db
+
+
+def _col2im_channel_major(dcols_t, kernel, c, n, out_shape, spatial, pads, stride, dilation):
+    """dcols^T (T*C, N*P) -> dx (N, C, *S): one strided add per tap into a (C, N, *padded)
+    buffer, both sides running contiguously along an output row."""
+    dcols_t = dcols_t.reshape((-1, c, n) + out_shape)
+    dxp = np.zeros((c, n) + tuple(spatial), dtype=dcols_t.dtype)
+    for t, offset in _taps_nd(kernel):
         dxp[(slice(None), slice(None)) + _offset_slices(offset, stride, dilation, out_shape)] += dcols_t[t]
     interior = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(spatial, pads))
-    return np.swapaxes(dxp[(slice(None), slice(None)) + interior], 0, 1), dw, db
+    return np.swapaxes(dxp[(slice(None), slice(None)) + interior], 0, 1)
 
 
 # --------------------------------------------------------------------------- pooling
