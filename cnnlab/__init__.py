@@ -5,5 +5,7 @@
 """
 from . import data, functional
 from .functional import conv_output_size
+from . import layers, optim, training
+from .training import History, Model, Sequential, load_model
 
 __version__ = "0.1.0"
