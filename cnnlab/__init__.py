@@ -4,6 +4,8 @@
     import cnnlab.functional as F
 """
 from . import data, functional
+from . import gradcheck
+from . import reference
 from .functional import conv_output_size
 from . import layers, optim, training
 from .training import History, Model, Sequential, load_model
