@@ -390,21 +390,24 @@ MNIST_MIN_ACCURACY = 0.95
 def test_real_mnist_convnet_training(record_property):
     """Conv(8)-ReLU-Pool-Conv(16)-ReLU-Pool-Flatten-Dense(10) on the first 6,000 real MNIST
     training images, 5 epochs of Adam with cosine decay: >= 95 % on the first 2,000 test
-    images, well under a minute (about 8-10 s on 2 cores)."""
+    images, well under a minute (about 10 s on 2 idle cores)."""
     x, y = mnist("train", 6000)
     xt, yt = mnist("test", 2000)
     assert x.shape == (6000, 1, 28, 28) and xt.shape == (2000, 1, 28, 28)
     model = mnist_convnet(seed=0)
     epochs = 5
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     h = model.fit(x, y, epochs=epochs, batch_size=32, optimizer=Adam(2e-3), verbose=0, seed=0,
                   callbacks=[LearningRateScheduler(CosineAnnealing(2e-3, epochs))])
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     result = model.evaluate(xt, yt)
     print(f"\nMNIST convnet: test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f}) "
-          f"on 2,000 images after {epochs} epochs on 6,000 images in {seconds:.1f} s; "
-          f"train accuracy {h.history['accuracy'][-1]:.4f}")
+          f"on 2,000 images after {epochs} epochs on 6,000 images in {seconds:.1f} s wall "
+          f"({cpu:.1f} s CPU); train accuracy {h.history['accuracy'][-1]:.4f}")
     record_property("mnist_test_accuracy", result["accuracy"])
     record_property("mnist_train_seconds", round(seconds, 2))
+    record_property("mnist_train_cpu_seconds", round(cpu, 2))
     assert result["accuracy"] >= MNIST_MIN_ACCURACY
-    assert seconds < 60
+    # the work itself takes well under a minute (CPU time, all threads); the wall-clock bound
+    # is looser because other processes may share the cores
+    assert cpu < 60 and seconds < 120
