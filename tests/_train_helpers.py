@@ -1,5 +1,4 @@
 """Shared data and models for the training/persistence tests (not a test module)."""
-import gzip
 import os
 
 import numpy as np
@@ -10,32 +9,12 @@ from cnnlab.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D,
 MNIST_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
 
 
-def _read_idx_gz(path):
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
 def mnist(split, limit):
     """(x (N, 1, 28, 28) float32 in [0, 1], y (N,) int64): the real MNIST files in
-    ../shared/data/mnist (read with cnnlab.data, or a tiny local IDX reader if that is
-    missing); without them, the same first images from the subset bundled in the package."""
-    try:
-        from cnnlab.data import load_mnist
-    except ImportError:
-        load_mnist = None
-    if not os.path.isdir(MNIST_DIR):
-        if load_mnist is None:
-            raise FileNotFoundError(f"no MNIST at {MNIST_DIR} and no cnnlab.data")
-        return load_mnist(None, split, limit=limit)
-    if load_mnist is not None:
-        return load_mnist(MNIST_DIR, split, limit=limit)
-    stem = "train" if split == "train" else "t10k"
-    x = _read_idx_gz(os.path.join(MNIST_DIR, f"{stem}-images-idx3-ubyte.gz"))[:limit]
-    y = _read_idx_gz(os.path.join(MNIST_DIR, f"{stem}-labels-idx1-ubyte.gz"))[:limit]
-    return (x[:, None].astype(np.float32) / 255.0), y.astype(np.int64)
+    ../shared/data/mnist; without them, the same first images from the subset bundled in
+    the package."""
+    from cnnlab.data import load_mnist
+    return load_mnist(MNIST_DIR if os.path.isdir(MNIST_DIR) else None, split, limit=limit)
 
 
 def blobs(n=240, classes=3, shape=(1, 4, 4), seed=0, sep=2.0):

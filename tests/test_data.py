@@ -33,6 +33,9 @@ MNIST_DIR = SHARED / "mnist"
 CIFAR_ZIP = SHARED / "cifar10" / "cifar10-jpeg.zip"
 IMAGES_DIR = SHARED / "images"
 
+if os.environ.get("CNNLAB_REQUIRE_SHARED_DATA") and not (MNIST_DIR.is_dir() and CIFAR_ZIP.is_file()):
+    # CI sets this: there the real data must be tested, never skipped
+    raise RuntimeError(f"CNNLAB_REQUIRE_SHARED_DATA is set but {SHARED} lacks mnist/ or cifar10/cifar10-jpeg.zip")
 needs_mnist = pytest.mark.skipif(not MNIST_DIR.is_dir(), reason="shared MNIST files not present")
 needs_cifar_zip = pytest.mark.skipif(not CIFAR_ZIP.is_file(), reason="shared CIFAR zip not present")
 
