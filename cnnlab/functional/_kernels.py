@@ -125,12 +125,16 @@ def conv_forward(x, w, b, stride, pads, dilation, out_shape):
         # (K, C, *k) -> (*k, C, K) so rows match the (tap, channel) order of the columns
         w2 = np.moveaxis(w.reshape(kdim, c, -1), 0, -1).transpose(1, 0, 2).reshape(ntap, kdim)
         y = np.empty((n * int(np.prod(out_shape)), kdim), dtype=x.dtype)
-        for _, rows, cols in _im2col_chunks(xp, kernel, stride, dilation, out_shape):
+        single = None
+        for images, rows, cols in _im2col_chunks(xp, kernel, stride, dilation, out_shape):
             np.matmul(cols, w2, out=y[rows])
             if b is not None:
                 y[rows] += b  # while the chunk is still in cache
+            single = cols if images.stop - images.start == n else None
         y = y.reshape((n,) + tuple(out_shape) + (kdim,))
-        return channels_first_view(y), ("last", xp, w2)
+        # a batch that fit in one chunk keeps its columns (small: <= _CHUNK_BYTES), so the
+        # backward pass need not rebuild them
+        return channels_first_view(y), ("last", xp, w2, single)
     xp = _zeros_padded_cm(x, pads)
     cols_t = np.empty((int(np.prod(kernel)), c, n) + tuple(out_shape), dtype=x.dtype)
     for t, offset in _taps_nd(kernel):
@@ -215,12 +219,15 @@ def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
         part = np.empty(w2.shape, dtype=w2.dtype)
         scatter_last = need_dx and strided and c >= 16
         dxp = np.zeros(xp.shape, dtype=xp.dtype) if scatter_last else None
-        for images, rows, cols_c in _im2col_chunks(xp, kernel, stride, dilation, out_shape):
+        chunks = (_im2col_chunks(xp, kernel, stride, dilation, out_shape) if kcache[3] is None
+                  else [(slice(0, dout.shape[0]), slice(None), kcache[3])])
+        for images, rows, cols_c in chunks:
             np.matmul(cols_c.T, d2[rows], out=part)
             dw2 += part
             if scatter_last:
-                # cols_c's buffer is free again: reuse it for this chunk's dcols
-                dcols = np.matmul(d2[rows], w2.T, out=cols_c)
+                # a rebuilt chunk's buffer is free again: reuse it for this chunk's dcols
+                # (never the kept columns: the cache must survive a second backward)
+                dcols = np.matmul(d2[rows], w2.T, out=None if kcache[3] is not None else cols_c)
                 dcols = dcols.reshape((-1,) + out_shape + (dcols.shape[-1],))
                 dchunk = dxp[images]
                 for t, offset in _taps_nd(kernel):

@@ -1,0 +1,36 @@
+"""Per-layer forward/backward time of a zoo model's training step (for optimizing).
+
+    python benchmarks/profile_layers.py [--model lenet5] [--batch 64] [--steps 50]
+"""
+import argparse, collections, os, time
+import numpy as np
+import cnnlab as cl
+import cnnlab.functional as F
+from cnnlab.models import get, default_input_shape
+
+p = argparse.ArgumentParser()
+p.add_argument("--model", default="lenet5"); p.add_argument("--batch", type=int, default=64)
+p.add_argument("--steps", type=int, default=50)
+a = p.parse_args()
+model = get(a.model, seed=0)
+shape = default_input_shape(a.model)
+rng = np.random.default_rng(0)
+x = rng.random((a.batch,) + shape, dtype=np.float32)
+y = rng.integers(0, 10, a.batch)
+acc = collections.defaultdict(float)
+layers = model.layers
+for step in range(a.steps + 5):
+    h = x
+    t = {}
+    for i, l in enumerate(layers):
+        t0 = time.perf_counter(); h = l.forward(h, training=True); t[(i, 'f')] = time.perf_counter() - t0
+    t0 = time.perf_counter(); loss, d = F.softmax_loss(h, y); t[('loss', '')] = time.perf_counter() - t0
+    for i in reversed(range(len(layers))):
+        t0 = time.perf_counter(); d = layers[i].backward(d, need_dx=i > 0); t[(i, 'b')] = time.perf_counter() - t0
+    if step >= 5:
+        for k, v in t.items(): acc[k] += v
+tot = sum(acc.values())
+print(f"{a.model} batch {a.batch}: {tot / a.steps * 1e3:.2f} ms per step (fwd+bwd, no optimizer)")
+for i, l in enumerate(layers):
+    f, b = acc[(i, 'f')] / a.steps * 1e3, acc[(i, 'b')] / a.steps * 1e3
+    print(f"  {i:2d} {type(l).__name__:<12} {str(l.output_shape):<16} fwd {f:6.3f} ms  bwd {b:6.3f} ms")
