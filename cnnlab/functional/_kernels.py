@@ -21,6 +21,25 @@ import itertools
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+# --------------------------------------------------------------------------- elementwise
+
+
+def masked(a, mask, out=None):
+    """``a`` where ``mask`` else 0, i.e. np.where(mask, a, 0) -- as a multiplication by the
+    boolean mask, which NumPy runs ~10x faster than np.where on float32. Multiplying turns
+    an inf or NaN of ``a`` at a masked-out place into NaN instead of 0; a sum (one cheap
+    pass) detects that, and then the exact np.where is used."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        res = np.multiply(a, mask, out=out)
+        finite = np.isfinite(res.sum())
+    if not finite:
+        exact = np.where(mask, a, np.zeros((), dtype=res.dtype))
+        if out is None:
+            return exact
+        out[...] = exact
+    return res
+
+
 # --------------------------------------------------------------------------- layout
 
 
@@ -328,16 +347,15 @@ def maxpool_forward(x, kernel, stride, pads, out_shape, with_arg=True):
 def maxpool_backward(dout, arg, x_shape, kernel, stride, pads, order=None):
     """Route each upstream gradient to its window's winner, one strided pass per tap."""
     padded = x_shape[:2] + tuple(s + lo + hi for s, (lo, hi) in zip(x_shape[2:], pads))
-    zero = np.zeros((), dtype=dout.dtype)
     if _is_tiling(x_shape[2:], kernel, stride, pads):
         # every cell is some window's tap exactly once
         dx = empty_in_order(x_shape, dout.dtype, order or tuple(range(len(x_shape))))
         for t, sl in _taps(kernel, stride, dout.shape[2:]):
-            dx[sl] = np.where(arg == t, dout, zero)
+            masked(dout, arg == t, out=dx[sl])
         return dx
     dxp = empty_in_order(padded, dout.dtype, order or tuple(range(len(padded))), zero=True)
     for t, sl in _taps(kernel, stride, dout.shape[2:]):
-        dxp[sl] += np.where(arg == t, dout, zero)
+        dxp[sl] += masked(dout, arg == t)
     return _unpad(dxp, pads)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._args import as_float_array
+from ._kernels import masked
 
 
 def relu_forward(x):
@@ -19,7 +20,7 @@ def relu_forward(x):
 
 def relu_backward(dout, cache):
     """dx = dout * [x > 0] (the cache is the output: out > 0 iff x > 0)."""
-    return np.where(cache > 0, dout, 0).astype(cache.dtype, copy=False)
+    return masked(np.asarray(dout, dtype=cache.dtype), cache > 0)
 
 
 def leaky_relu_forward(x, alpha=0.01):
