@@ -17,9 +17,106 @@ prod(kernel) offsets of a window (9 for a 3x3 kernel), each a whole-batch stride
 from __future__ import annotations
 
 import itertools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+
+# --------------------------------------------------------------------------- threads
+#
+# NumPy runs every ufunc and copy on one core, and BLAS runs the many small GEMMs of a
+# conv net badly on several (its threads spin-wait; measured: a LeNet-5 epoch is faster
+# with BLAS on 1 thread than on 2). So the batch is the unit of parallelism: an op splits
+# its images into one contiguous part per core and runs the parts in a thread pool --
+# NumPy releases the GIL inside ufuncs, copies and BLAS calls -- with BLAS held to one
+# thread per part meanwhile (through threadpoolctl). Results do not depend on the number
+# of threads except for the order of the final sum of per-part weight gradients.
+
+
+def _default_threads():
+    env = os.environ.get("CNNLAB_NUM_THREADS", "").strip()
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+_threads = _default_threads()
+_executor = None
+_blas_libs = None
+_local = threading.local()
+
+
+def set_num_threads(n):
+    """Number of threads the kernels split a batch over (default: the usable cores, or
+    the environment variable CNNLAB_NUM_THREADS). 1 runs everything in the caller."""
+    global _threads, _executor
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"n must be a positive number of threads, got {n}")
+    if _executor is not None:
+        _executor.shutdown(wait=True)
+        _executor = None
+    _threads = n
+
+
+def get_num_threads():
+    """The number of threads the kernels use (see :func:`set_num_threads`)."""
+    return _threads
+
+
+def _blas():
+    global _blas_libs
+    if _blas_libs is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _blas_libs = [lc for lc in ThreadpoolController().lib_controllers if lc.user_api == "blas"]
+        except Exception:  # no threadpoolctl, or a BLAS it does not know: leave BLAS as it is
+            _blas_libs = []
+    return _blas_libs
+
+
+def partition(n, min_items=2):
+    """Bounds [0, b1, ..., n] splitting n images into one contiguous part per thread."""
+    parts = max(1, min(_threads, n // max(1, min_items)))
+    return [n * i // parts for i in range(parts + 1)]
+
+
+def _run_part(fn, lo, hi):
+    _local.busy = True  # a parallel() call inside a part runs inline
+    try:
+        return fn(lo, hi)
+    finally:
+        _local.busy = False
+
+
+def parallel(fn, bounds):
+    """[fn(lo, hi) for each part of ``bounds``], the parts run on the thread pool (the
+    first in the calling thread) with BLAS single-threaded; inline when there is one part
+    or when called from inside a part."""
+    if len(bounds) <= 2 or getattr(_local, "busy", False):
+        return [fn(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(max(1, _threads - 1), thread_name_prefix="cnnlab")
+    libs = _blas()
+    saved = [lc.get_num_threads() for lc in libs]
+    for lc in libs:
+        lc.set_num_threads(1)
+    futures = []
+    try:
+        futures = [_executor.submit(_run_part, fn, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
+        first = _run_part(fn, bounds[0], bounds[1])
+        return [first] + [f.result() for f in futures]
+    finally:
+        wait(futures)
+        for lc, k in zip(libs, saved):
+            lc.set_num_threads(k)
+
 
 # --------------------------------------------------------------------------- elementwise
 
@@ -92,17 +189,17 @@ def _offset_slices(offset, stride, dilation, out_shape):
 
 # --------------------------------------------------------------------------- conv
 #
-# Two layouts, chosen by the number of input channels C:
-# - channels-last (C >= _WIDE): the padded input is (N, *Sp, C); a receptive field is
-#   prod(k) runs of C contiguous numbers, so im2col is one reshape-copy of a window view,
-#   cols (N*P, T*C) @ w2 (T*C, K) gives the output already in (N, *out, K) order.
-# - channel-major (C < _WIDE, e.g. a 1- or 3-channel image): the padded input is
-#   (C, N, *Sp) and the transposed im2col matrix (T*C, N*P) is filled one tap at a time,
-#   each a copy of whole output rows; w2t (K, T*C) @ cols_t gives (K, N, *out). With few
-#   channels a channels-last copy would move runs of only kw*C numbers (5 for LeNet's
-#   first layer), which is what makes naive NumPy convs slow on their first layer.
-# The backward pass scatters dcols back with one strided add per tap in the same layout,
-# and every output/gradient is handed back as an (N, C, *S) view of that buffer.
+# Two layouts, chosen by the shape of a kernel row (see _use_channels_last):
+# - channels-last: the padded input is (N, *Sp, C); a receptive field is prod(k) runs
+#   of C contiguous numbers, so im2col is one reshape-copy of a window view, and
+#   cols (N*P, T*C) @ w2 (T*C, K) gives the output already in (N, *out, K) order. It runs
+#   in cache-sized chunks of images (see _im2col_chunks).
+# - channel-major (a 1- or 3-channel image): the padded input is (C, N, *Sp) and the
+#   transposed im2col matrix (T*C, N*P) is filled one tap at a time, each a copy of whole
+#   output rows; w2t (K, T*C) @ cols_t gives (K, N, *out). With few channels a
+#   channels-last copy would move runs of only kw*C numbers (5 for LeNet's first layer).
+# Every output and gradient is handed back as an (N, C, *S) view of its buffer, and each
+# op runs its images in parallel parts (see the threads section).
 
 _WIDE = 8
 
@@ -129,8 +226,31 @@ def _zeros_padded_cm(x, pads):
     return xp
 
 
+# im2col in chunks of whole images whose column matrix fits in the cache: the copy and
+# the GEMM that reads it then stay out of main memory (measured: 40 -> 22 ms for a
+# 64x32x32x32 -> 64-filter 3x3 forward), and no (N*P, T*C) matrix is kept for big convs.
+_CHUNK_BYTES = 4 << 20
+
+
+def _im2col_chunks(xp, lo, hi, kernel, stride, dilation, out_shape):
+    """Yield (images, rows, cols) over chunks of images lo..hi of channels-last ``xp``: the
+    image slice, the matching slice of (N*P)-row matrices, and cols (rows, T*C), one
+    buffer reused from chunk to chunk."""
+    c = xp.shape[-1]
+    p = int(np.prod(out_shape))
+    ntap = int(np.prod(kernel)) * c
+    nb = int(max(1, min(hi - lo, _CHUNK_BYTES // max(1, p * ntap * xp.itemsize))))
+    buf = np.empty((nb * p, ntap), dtype=xp.dtype)
+    for i in range(lo, hi, nb):
+        m = min(nb, hi - i)
+        cols = buf[:m * p]
+        np.copyto(cols.reshape((m,) + tuple(out_shape) + tuple(kernel) + (c,)),
+                  window_view(xp[i:i + m], kernel, stride, dilation, out_shape))
+        yield slice(i, i + m), slice(i * p, (i + m) * p), cols
+
+
 def conv_forward(x, w, b, stride, pads, dilation, out_shape):
-    """N-d cross-correlation as one GEMM (see the layout note above).
+    """N-d cross-correlation as GEMMs (see the layout note above).
 
     x (N, C, *S), w (K, C, *k), b (K,) or None -> y (N, K, *out) (a view), kernel cache.
     out[n, k, o] = b[k] + sum_{c, t} w[k, c, t] * xpad[n, c, o*stride + t*dilation]
@@ -139,33 +259,135 @@ def conv_forward(x, w, b, stride, pads, dilation, out_shape):
     kdim, c = w.shape[:2]
     kernel = w.shape[2:]
     ntap = int(np.prod(kernel)) * c
+    p = int(np.prod(out_shape))
+    bounds = partition(n)
     if _use_channels_last(c, kernel, stride):
         xp = to_channels_last_padded(x, pads)
         # (K, C, *k) -> (*k, C, K) so rows match the (tap, channel) order of the columns
         w2 = np.moveaxis(w.reshape(kdim, c, -1), 0, -1).transpose(1, 0, 2).reshape(ntap, kdim)
-        y = np.empty((n * int(np.prod(out_shape)), kdim), dtype=x.dtype)
-        single = None
-        for images, rows, cols in _im2col_chunks(xp, kernel, stride, dilation, out_shape):
-            np.matmul(cols, w2, out=y[rows])
-            if b is not None:
-                y[rows] += b  # while the chunk is still in cache
-            single = cols if images.stop - images.start == n else None
+        y = np.empty((n * p, kdim), dtype=x.dtype)
+
+        def part(lo, hi):
+            chunks = 0
+            for _, rows, cols in _im2col_chunks(xp, lo, hi, kernel, stride, dilation, out_shape):
+                np.matmul(cols, w2, out=y[rows])
+                if b is not None:
+                    y[rows] += b  # while the chunk is still in cache
+                chunks += 1
+            # a part that fit in one chunk keeps its columns (<= _CHUNK_BYTES), so the
+            # backward pass need not rebuild them
+            return cols if chunks == 1 else None
+
+        kept = parallel(part, bounds)
+        kept = None if any(k is None for k in kept) else kept
         y = y.reshape((n,) + tuple(out_shape) + (kdim,))
-        # a batch that fit in one chunk keeps its columns (small: <= _CHUNK_BYTES), so the
-        # backward pass need not rebuild them
-        return channels_first_view(y), ("last", xp, w2, single)
+        return channels_first_view(y), ("last", xp, w2, bounds, kept)
     xp = _zeros_padded_cm(x, pads)
-    cols_t = np.empty((int(np.prod(kernel)), c, n) + tuple(out_shape), dtype=x.dtype)
-    for t, offset in _taps_nd(kernel):
-        cols_t[t] = xp[(slice(None), slice(None)) + _offset_slices(offset, stride, dilation, out_shape)]
-    cols_t = cols_t.reshape(ntap, -1)
-    # (K, C, *k) -> (K, T, C) so columns match the (tap, channel) rows of `cols_t`
+    # (K, C, *k) -> (K, T, C) so columns match the (tap, channel) rows of the columns
     w2t = np.ascontiguousarray(w.reshape(kdim, c, -1).transpose(0, 2, 1)).reshape(kdim, ntap)
-    y = w2t @ cols_t
-    if b is not None:
-        y += b[:, None]
-    y = y.reshape((kdim, n) + tuple(out_shape))
-    return np.swapaxes(y, 0, 1), ("major", cols_t, w2t, xp.shape)
+    y = np.empty((kdim, n) + tuple(out_shape), dtype=x.dtype)
+
+    def part(lo, hi):
+        cols_t = np.empty((ntap // c, c, hi - lo) + tuple(out_shape), dtype=x.dtype)
+        for t, offset in _taps_nd(kernel):
+            cols_t[t] = xp[(slice(None), slice(lo, hi)) + _offset_slices(offset, stride, dilation, out_shape)]
+        cols_t = cols_t.reshape(ntap, -1)
+        yp = w2t @ cols_t
+        if b is not None:
+            yp += b[:, None]
+        y[:, lo:hi] = yp.reshape((kdim, hi - lo) + tuple(out_shape))
+        return cols_t
+
+    cols_parts = parallel(part, bounds)
+    return np.swapaxes(y, 0, 1), ("major", cols_parts, w2t, bounds, xp.shape)
+
+
+def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
+    """Gradients of :func:`conv_forward`: (dx, dw, db).
+
+    dw = dout^T @ cols (GEMMs against the im2col columns, kept or rebuilt per chunk),
+    db = the sum of dout, and dx by one of three routes:
+    - stride 1, >= 16 input channels: dx is itself a convolution, of dout with the
+      kernel flipped in space and K <-> C swapped, run by :func:`conv_forward`;
+    - strided, >= 16 channels: dcols = dout @ w2^T per chunk, scattered back (col2im,
+      one strided add per tap) in channels-last;
+    - otherwise (few channels, where a GEMM only C wide or a channels-last scatter would
+      crawl): col2im in (C, N, ...) order, see :func:`_col2im_channel_major`.
+    """
+    layout, buf, w2, bounds = kcache[:4]
+    kdim, c = w.shape[:2]
+    kernel = w.shape[2:]
+    nsp = len(kernel)
+    out_shape = tuple(dout.shape[2:])
+    p = int(np.prod(out_shape))
+    strided = any(st != 1 for st in stride)
+    if layout == "last":
+        xp, kept = buf, kcache[4]  # the channels-last padded input; columns if kept
+        d2 = np.moveaxis(dout, 1, -1).reshape(-1, kdim)  # free if dout is in our layout
+        scatter_last = need_dx and strided and c >= 16
+        dxp = np.zeros(xp.shape, dtype=xp.dtype) if scatter_last else None
+        kept_at = dict(zip(bounds, kept)) if kept is not None else None
+
+        def part(lo, hi):
+            dw2 = np.zeros(w2.shape, dtype=w2.dtype)
+            tmp = np.empty(w2.shape, dtype=w2.dtype)
+            chunks = ([(slice(lo, hi), slice(lo * p, hi * p), kept_at[lo])] if kept_at is not None
+                      else _im2col_chunks(xp, lo, hi, kernel, stride, dilation, out_shape))
+            for images, rows, cols in chunks:
+                np.matmul(cols.T, d2[rows], out=tmp)
+                dw2 += tmp
+                if scatter_last:
+                    # a rebuilt chunk's buffer is free again: reuse it for dcols (never
+                    # kept columns: the cache must survive a second backward)
+                    dcols = np.matmul(d2[rows], w2.T, out=None if kept_at is not None else cols)
+                    dcols = dcols.reshape((-1,) + out_shape + (dcols.shape[-1],))
+                    dchunk = dxp[images]
+                    for t, offset in _taps_nd(kernel):
+                        dchunk[(slice(None),) + _offset_slices(offset, stride, dilation, out_shape)] += \
+                            dcols[..., t * c:(t + 1) * c]
+            return dw2
+
+        dw2 = sum(parallel(part, bounds))
+        dw = dw2.reshape(kernel + (c, kdim))
+        dw = np.ascontiguousarray(dw.transpose((nsp + 1, nsp) + tuple(range(nsp))))
+        db = d2.sum(axis=0)
+        spatial = xp.shape[1:-1]
+        if scatter_last:
+            interior = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(spatial, pads))
+            return channels_first_view(dxp[(slice(None),) + interior]), dw, db
+        w2_rows, d_cols = w2, d2.T  # (T*C, K), (K, N*P)
+    else:
+        cols_parts, spatial = buf, kcache[4][2:]
+        d2t = np.swapaxes(dout, 0, 1).reshape(kdim, -1)  # free if dout is in our layout
+        cols_at = dict(zip(bounds, cols_parts))
+        dw = sum(parallel(lambda lo, hi: d2t[:, lo * p:hi * p] @ cols_at[lo].T, bounds))
+        dw = np.ascontiguousarray(dw.reshape((kdim, -1, c)).transpose(0, 2, 1)).reshape(w.shape)
+        db = d2t.sum(axis=1)
+        w2_rows, d_cols = w2.T, d2t
+    if not need_dx:
+        return None, dw, db
+    if not strided and c >= 16:
+        return _dx_by_full_correlation(dout, w, pads, dilation, spatial), dw, db
+    return _col2im_channel_major(w2_rows, d_cols, kernel, c, dout.shape[0], out_shape, spatial,
+                                 pads, stride, dilation, bounds), dw, db
+
+
+def _col2im_channel_major(w2_rows, d_cols, kernel, c, n, out_shape, spatial, pads, stride,
+                          dilation, bounds):
+    """dx (N, C, *S) from dcols^T = w2_rows (T*C, K) @ d_cols (K, N*P), part by part: one
+    strided add per tap into a (C, N, *padded) buffer, both sides running contiguously
+    along an output row."""
+    p = int(np.prod(out_shape))
+    dxp = np.zeros((c, n) + tuple(spatial), dtype=w2_rows.dtype)
+
+    def part(lo, hi):
+        dcols_t = (w2_rows @ d_cols[:, lo * p:hi * p]).reshape((-1, c, hi - lo) + out_shape)
+        for t, offset in _taps_nd(kernel):
+            dxp[(slice(None), slice(lo, hi)) + _offset_slices(offset, stride, dilation, out_shape)] += dcols_t[t]
+
+    parallel(part, bounds)
+    interior = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(spatial, pads))
+    return np.swapaxes(dxp[(slice(None), slice(None)) + interior], 0, 1)
 
 
 def _dx_by_full_correlation(dout, w, pads, dilation, padded_spatial):
@@ -189,103 +411,6 @@ def _dx_by_full_correlation(dout, w, pads, dilation, padded_spatial):
         return dx[(slice(None), slice(None)) + crop]
     dx, _ = conv_forward(dout, w_t, None, (1,) * nsp, pads_t, dilation, spatial)
     return dx
-
-
-# im2col in chunks of whole images whose column matrix fits in the cache: the copy and
-# the GEMM that reads it then stay out of main memory (measured: 40 -> 22 ms for a
-# 64x32x32x32 -> 64-filter 3x3 forward), and no (N*P, T*C) matrix is ever kept.
-_CHUNK_BYTES = 4 << 20
-
-
-def _im2col_chunks(xp, kernel, stride, dilation, out_shape):
-    """Yield (images, rows, cols) over chunks of channels-last ``xp``: the image slice, the
-    matching slice of (N*P)-row matrices, and cols (rows, T*C), a reused buffer."""
-    n, c = xp.shape[0], xp.shape[-1]
-    p = int(np.prod(out_shape))
-    ntap = int(np.prod(kernel)) * c
-    nb = int(max(1, min(n, _CHUNK_BYTES // max(1, p * ntap * xp.itemsize))))
-    buf = np.empty((nb * p, ntap), dtype=xp.dtype)
-    for i in range(0, n, nb):
-        m = min(nb, n - i)
-        cols = buf[:m * p]
-        np.copyto(cols.reshape((m,) + tuple(out_shape) + tuple(kernel) + (c,)),
-                  window_view(xp[i:i + m], kernel, stride, dilation, out_shape))
-        yield slice(i, i + m), slice(i * p, (i + m) * p), cols
-
-
-def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
-    """Gradients of :func:`conv_forward`: (dx, dw, db).
-
-    dw = dout^T @ cols (one GEMM against the saved im2col matrix), db = sum of dout,
-    dcols = dout @ w2^T (one GEMM), then col2im: one strided add per kernel tap back into
-    the padded input, whose padding is cropped at the end.
-    """
-    layout, cols, w2 = kcache[:3]
-    kdim, c = w.shape[:2]
-    kernel = w.shape[2:]
-    nsp = len(kernel)
-    out_shape = tuple(dout.shape[2:])
-    strided = any(st != 1 for st in stride)
-    # dx strategy: stride 1 and >= 16 input channels: dx is itself a convolution (of dout
-    # with the flipped kernel) and goes through the chunked GEMM path; strided and wide:
-    # col2im scatter in channels-last inside the dw loop; otherwise (few channels, where a
-    # GEMM only C wide or a channels-last scatter would crawl) col2im in (C, N, ...) order.
-    by_correlation = need_dx and not strided and c >= 16
-    if layout == "last":
-        xp = cols  # the channels-last padded input: columns are rebuilt per chunk
-        d2 = np.moveaxis(dout, 1, -1).reshape(-1, kdim)  # free if dout is in our layout
-        dw2 = np.zeros(w2.shape, dtype=w2.dtype)
-        part = np.empty(w2.shape, dtype=w2.dtype)
-        scatter_last = need_dx and strided and c >= 16
-        dxp = np.zeros(xp.shape, dtype=xp.dtype) if scatter_last else None
-        chunks = (_im2col_chunks(xp, kernel, stride, dilation, out_shape) if kcache[3] is None
-                  else [(slice(0, dout.shape[0]), slice(None), kcache[3])])
-        for images, rows, cols_c in chunks:
-            np.matmul(cols_c.T, d2[rows], out=part)
-            dw2 += part
-            if scatter_last:
-                # a rebuilt chunk's buffer is free again: reuse it for this chunk's dcols
-                # (never the kept columns: the cache must survive a second backward)
-                dcols = np.matmul(d2[rows], w2.T, out=None if kcache[3] is not None else cols_c)
-                dcols = dcols.reshape((-1,) + out_shape + (dcols.shape[-1],))
-                dchunk = dxp[images]
-                for t, offset in _taps_nd(kernel):
-                    dchunk[(slice(None),) + _offset_slices(offset, stride, dilation, out_shape)] += \
-                        dcols[..., t * c:(t + 1) * c]
-        dw = dw2.reshape(kernel + (c, kdim))
-        dw = np.ascontiguousarray(dw.transpose((nsp + 1, nsp) + tuple(range(nsp))))
-        db = d2.sum(axis=0)
-        spatial = xp.shape[1:-1]
-        if scatter_last:
-            interior = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(spatial, pads))
-            return channels_first_view(dxp[(slice(None),) + interior]), dw, db
-        w2_rows = w2  # (T*C, K)
-        d_cols = d2.T  # (K, N*P)
-    else:
-        spatial = kcache[3][2:]
-        d2t = np.swapaxes(dout, 0, 1).reshape(kdim, -1)  # free if dout is in our layout
-        dw = (d2t @ cols.T).reshape((kdim, -1, c)).transpose(0, 2, 1)
-        dw = np.ascontiguousarray(dw).reshape(w.shape)
-        db = d2t.sum(axis=1)
-        w2_rows = w2.T
-        d_cols = d2t
-    if not need_dx:
-        return None, dw, db
-    if by_correlation:
-        return _dx_by_full_correlation(dout, w, pads, dilation, spatial), dw, db
-    return _col2im_channel_major(w2_rows @ d_cols, kernel, c, dout.shape[0], out_shape, spatial,
-                                 pads, stride, dilation), dw, db
-
-
-def _col2im_channel_major(dcols_t, kernel, c, n, out_shape, spatial, pads, stride, dilation):
-    """dcols^T (T*C, N*P) -> dx (N, C, *S): one strided add per tap into a (C, N, *padded)
-    buffer, both sides running contiguously along an output row."""
-    dcols_t = dcols_t.reshape((-1, c, n) + out_shape)
-    dxp = np.zeros((c, n) + tuple(spatial), dtype=dcols_t.dtype)
-    for t, offset in _taps_nd(kernel):
-        dxp[(slice(None), slice(None)) + _offset_slices(offset, stride, dilation, out_shape)] += dcols_t[t]
-    interior = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(spatial, pads))
-    return np.swapaxes(dxp[(slice(None), slice(None)) + interior], 0, 1)
 
 
 # --------------------------------------------------------------------------- pooling
@@ -327,40 +452,53 @@ def _unpad(dxp, pads):
 
 
 def maxpool_forward(x, kernel, stride, pads, out_shape, with_arg=True):
-    """out[n, c, o] = max over the window, as prod(k) whole-batch np.maximum passes over
-    strided slices (no window copy). ``arg`` is the tap index of the winner (uint8/16),
-    the first maximum on ties as in PyTorch; NaN propagates (np.maximum keeps it)."""
+    """out[n, c, o] = max over the window, as prod(k) np.maximum passes over strided
+    slices (no window copy), the images split over threads. ``arg`` is the tap index of
+    the winner (uint8/16), the first maximum on ties as in PyTorch; NaN propagates."""
     xp = _pad_channels_first(x, pads, -np.inf)
     taps = list(_taps(kernel, stride, out_shape))
-    out = xp[taps[0][1]].copy(order="K")  # keep the input's memory layout
-    for _, sl in taps[1:]:
-        np.maximum(out, xp[sl], out=out)
-    if not with_arg:
-        return out, None
-    # arg = the first tap equal to the max, built with boolean/uint arithmetic (np.copyto
-    # or np.where with a mask are ~10x slower); an all-NaN window keeps tap 0
+    full_out = x.shape[:2] + tuple(out_shape)
+    out = empty_in_order(full_out, x.dtype, memory_order(x))  # keep the input's layout
     itype = np.uint8 if len(taps) <= 256 else np.uint16
-    arg = np.zeros(out.shape, dtype=itype)
-    found = xp[taps[0][1]] == out
-    for t, sl in taps[1:]:
-        eq = xp[sl] == out
-        arg += np.greater(eq, found).view(np.uint8).astype(itype, copy=False) * itype(t)
-        found |= eq
+    arg = np.zeros(full_out, dtype=itype) if with_arg else None
+
+    def part(lo, hi):
+        xs, o = xp[lo:hi], out[lo:hi]
+        np.copyto(o, xs[taps[0][1]])
+        for _, sl in taps[1:]:
+            np.maximum(o, xs[sl], out=o)
+        if not with_arg:
+            return
+        # arg = the first tap equal to the max, by boolean/uint arithmetic (np.copyto or
+        # np.where with a mask are ~10x slower); an all-NaN window keeps tap 0
+        a = arg[lo:hi]
+        found = xs[taps[0][1]] == o
+        for t, sl in taps[1:]:
+            eq = xs[sl] == o
+            a += np.greater(eq, found).view(np.uint8).astype(itype, copy=False) * itype(t)
+            found |= eq
+
+    parallel(part, partition(x.shape[0]))
     return out, arg
 
 
 def maxpool_backward(dout, arg, x_shape, kernel, stride, pads, order=None):
     """Route each upstream gradient to its window's winner, one strided pass per tap."""
     padded = x_shape[:2] + tuple(s + lo + hi for s, (lo, hi) in zip(x_shape[2:], pads))
-    if _is_tiling(x_shape[2:], kernel, stride, pads):
-        # every cell is some window's tap exactly once
-        dx = empty_in_order(x_shape, dout.dtype, order or tuple(range(len(x_shape))))
-        for t, sl in _taps(kernel, stride, dout.shape[2:]):
-            masked(dout, arg == t, out=dx[sl])
-        return dx
-    dxp = empty_in_order(padded, dout.dtype, order or tuple(range(len(padded))), zero=True)
-    for t, sl in _taps(kernel, stride, dout.shape[2:]):
-        dxp[sl] += masked(dout, arg == t)
+    taps = list(_taps(kernel, stride, dout.shape[2:]))
+    tiling = _is_tiling(x_shape[2:], kernel, stride, pads)
+    # tiling: every cell is some window's tap exactly once, so no zeros and no adds
+    dxp = empty_in_order(padded, dout.dtype, order or tuple(range(len(padded))), zero=not tiling)
+
+    def part(lo, hi):
+        d, a, dx = dout[lo:hi], arg[lo:hi], dxp[lo:hi]
+        for t, sl in taps:
+            if tiling:
+                masked(d, a == t, out=dx[sl])
+            else:
+                dx[sl] += masked(d, a == t)
+
+    parallel(part, partition(dout.shape[0]))
     return _unpad(dxp, pads)
 
 

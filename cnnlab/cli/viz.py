@@ -1,0 +1,272 @@
+"""cnnlab viz WHAT ...: the pictures of cnnlab.viz, written as PNG/GIF files.
+
+    cnnlab viz all --out DIR                       # everything (trains a quick MNIST LeNet)
+    cnnlab viz cat --out DIR                       # the cat through random conv/ReLU/pool layers
+    cnnlab viz filters-classic                     # edges, Sobel, Scharr, Laplacian, blur; 1-D filters
+    cnnlab viz feature-maps MODEL IMAGE [--layer NAME]
+    cnnlab viz filters MODEL [--layer NAME]
+    cnnlab viz maximize MODEL --layer NAME [--index K ...]
+    cnnlab viz deepdream IMAGE [--model MODEL] [--layer NAME ...]
+    cnnlab viz saliency MODEL IMAGE [--target C]
+    cnnlab viz gradcam MODEL IMAGE [--target C] [--layer NAME]
+    cnnlab viz conv-gif --size 5 --kernel 3 --padding 1 --stride 2
+    cnnlab viz pool-gif --size 4 --pool 2
+    cnnlab viz fc-to-conv [--model MODEL]
+    cnnlab viz why-conv [--input 3,32,32 --filters 6 --kernel 5]
+
+MODEL is a model file (``cnnlab train`` / ``model.save``) or ``lenet-mnist``: LeNet-5
+trained on the spot for a few seconds on the bundled MNIST subset. IMAGE is an image
+file, a bundled photo ('chelsea', 'camera') or ``mnist:K`` (the K-th bundled MNIST test
+digit). Files go to --out (default ./cnnlab_viz); each written path is printed.
+"""
+from __future__ import annotations
+
+import argparse
+
+from .common import CLIError, load_model_file, nonneg_int, positive_float, positive_int, shape3
+
+ORDER = 80
+QUICK_MODEL = "lenet-mnist"
+
+
+def _model(spec):
+    from ..viz.mnist_net import trained_lenet
+
+    if spec == QUICK_MODEL:
+        print("training LeNet-5 on the bundled MNIST subset (a few seconds)...")
+        model = trained_lenet()
+        print(f"  test accuracy {model.viz_test_accuracy:.1%}")
+        return model
+    return load_model_file(spec)
+
+
+def _nonneg_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return v
+
+
+def _layer(text):
+    """A layer name, or an integer index into the model's layers."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _guard(func):
+    """Unknown layer names / indices (KeyError, IndexError from cnnlab.viz) are user
+    errors: one line, exit status 2."""
+    def run(args):
+        try:
+            return func(args)
+        except (KeyError, IndexError) as e:
+            raise CLIError(str(e.args[0]) if e.args else str(e)) from None
+    return run
+
+
+def _done(paths):
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+# ---------------------------------------------------------------------- handlers
+def _run_all(a):
+    from ..viz.gallery import write_all
+
+    model = None if a.model is None else _model(a.model)
+    write_all(a.out, model=model)
+    return 0
+
+
+def _run_cat(a):
+    from ..viz.gallery import write_cat
+    return _done(write_cat(a.out, a.image, a.seed))
+
+
+def _run_classic(a):
+    from ..viz.gallery import write_classic
+    return _done(write_classic(a.out, a.image))
+
+
+def _run_feature_maps(a):
+    from ..viz.gallery import write_feature_maps
+    return _done(write_feature_maps(a.out, _model(a.model), a.image, a.layer, a.invert))
+
+
+def _run_filters(a):
+    from ..viz.gallery import write_filters
+    return _done(write_filters(a.out, _model(a.model), a.layer))
+
+
+def _run_maximize(a):
+    from ..viz.gallery import write_maximize
+    return _done(write_maximize(a.out, _model(a.model), a.layer, a.index, steps=a.steps, lr=a.lr,
+                                l2=a.l2, l1=a.l1, jitter=a.jitter, blur_every=a.blur_every,
+                                seed=a.seed))
+
+
+def _run_deepdream(a):
+    from ..viz.gallery import write_deepdream
+
+    model = _model(a.model)
+    layers = a.layer or ["relu", "relu_1"]
+    return _done(write_deepdream(a.out, a.image, model, layers=layers, octaves=a.octaves,
+                                 steps=a.steps, lr=a.lr, jitter=a.jitter, seed=a.seed))
+
+
+def _run_attribution(kind):
+    def run(a):
+        from ..viz.gallery import write_attribution
+        return _done(write_attribution(a.out, _model(a.model), a.image, kind=kind, target=a.target,
+                                       layer=getattr(a, "layer", None), invert=a.invert))
+    return run
+
+
+def _run_conv_gif(a):
+    from ..viz.gallery import write_conv_gif
+    return _done(write_conv_gif(a.out, a.size, a.kernel, a.padding, a.stride, a.example, a.seed))
+
+
+def _run_pool_gif(a):
+    from ..viz.gallery import write_pool_gif
+    return _done(write_pool_gif(a.out, a.size, a.pool, a.stride, a.padding, a.seed))
+
+
+def _run_fc_to_conv(a):
+    from ..viz.gallery import write_fc_to_conv
+    return _done(write_fc_to_conv(a.out, _model(a.model)))
+
+
+def _run_why_conv(a):
+    from ..viz.gallery import write_why_conv
+    from ..viz.why_conv import format_why_convolution
+
+    paths, d = write_why_conv(a.out, a.input, a.filters, a.kernel, a.stride, a.padding)
+    print(format_why_convolution(d))
+    return _done(paths)
+
+
+# ---------------------------------------------------------------------- parser
+def register(sub):
+    p = sub.add_parser("viz", help="pictures of what happens inside a CNN (PNG/GIF files)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    inner = p.add_subparsers(dest="viz_command", metavar="WHAT", parser_class=type(p))
+
+    def add(name, helptext, func, model=None, image=None):
+        q = inner.add_parser(name, help=helptext, description=helptext)
+        if model == "positional":
+            q.add_argument("model", metavar="MODEL",
+                           help=f"model file, or '{QUICK_MODEL}' to train LeNet-5 now")
+        elif model == "option":
+            q.add_argument("--model", default=QUICK_MODEL, metavar="MODEL",
+                           help=f"model file (default '{QUICK_MODEL}': LeNet-5 trained now)")
+        if image == "positional":
+            q.add_argument("image", metavar="IMAGE",
+                           help="image file, 'chelsea', 'camera' or mnist:K")
+        if image in ("positional", "invert"):
+            q.add_argument("--invert", action="store_true",
+                           help="use 1 - pixel (dark ink on white paper -> MNIST's white on black)")
+        q.add_argument("--out", default="cnnlab_viz", metavar="DIR",
+                       help="output folder (default ./cnnlab_viz)")
+        q.set_defaults(func=_guard(func))
+        return q
+
+    q = add("all", "write every picture", _run_all)
+    q.add_argument("--model", default=None, metavar="MODEL",
+                   help="a trained net on 28x28 digits (default: train LeNet-5 now)")
+
+    q = add("cat", "the course's cat through random conv (3x3, 10x10, 15x15), ReLU, max "
+                   "pooling and LeNet's conv/pool stages", _run_cat)
+    q.add_argument("--image", default=None, help="an RGB photo instead of the bundled cat")
+    q.add_argument("--seed", type=nonneg_int, default=0, help="random filters (default 0)")
+
+    q = add("filters-classic", "classic 2-D filters on a photo and 1-D filters on a signal",
+            _run_classic)
+    q.add_argument("--image", default=None, help="a photo instead of the bundled cameraman")
+
+    q = add("feature-maps", "a layer's feature maps for an input (default: every layer)",
+            _run_feature_maps, model="positional", image="positional")
+    q.add_argument("--layer", type=_layer, default=None, help="layer name or index")
+
+    q = add("filters", "the weights of a trained net's conv layers as image grids", _run_filters,
+            model="positional")
+    q.add_argument("--layer", type=_layer, default=None, help="one conv layer (default: all)")
+
+    q = add("maximize", "activation maximization: the inputs a layer's units like best",
+            _run_maximize, model="positional")
+    q.add_argument("--layer", type=_layer, required=True,
+                   help="layer name or index (e.g. relu, relu_1, or -1 for the class scores)")
+    q.add_argument("--index", type=nonneg_int, nargs="+", default=None, metavar="K",
+                   help="filters / units to maximize (default: the first 16)")
+    q.add_argument("--steps", type=positive_int, default=200)
+    q.add_argument("--lr", type=positive_float, default=0.05)
+    q.add_argument("--l2", type=_nonneg_float, default=1e-3, help="decay towards 0 per step")
+    q.add_argument("--l1", type=_nonneg_float, default=0.0, help="'less ink' pull per step")
+    q.add_argument("--jitter", type=nonneg_int, default=1, help="random shift in pixels")
+    q.add_argument("--blur-every", type=nonneg_int, default=4, help="blur every N steps (0: never)")
+    q.add_argument("--seed", type=nonneg_int, default=0)
+
+    q = add("deepdream", "DeepDream: amplify in a photo what a layer sees", _run_deepdream,
+            model="option")
+    q.add_argument("image", metavar="IMAGE", help="image file, 'chelsea' or 'camera'")
+    q.add_argument("--layer", type=_layer, nargs="+", default=None,
+                   help="layer(s) to amplify, one dream each (default: relu relu_1)")
+    q.add_argument("--octaves", type=positive_int, default=3)
+    q.add_argument("--steps", type=positive_int, default=10, help="steps per octave")
+    q.add_argument("--lr", type=positive_float, default=0.01)
+    q.add_argument("--jitter", type=nonneg_int, default=4)
+    q.add_argument("--seed", type=nonneg_int, default=0)
+
+    for name, kind, helptext in (("saliency", ("saliency",), "vanilla-gradient saliency "
+                                  "|d score / d x| of a class"),
+                                 ("gradcam", ("gradcam",), "Grad-CAM of a class at a conv layer")):
+        q = add(name, helptext, _run_attribution(kind), model="positional", image=None)
+        q.add_argument("image", metavar="IMAGE", nargs="+",
+                       help="image file(s), 'chelsea', 'camera' or mnist:K")
+        q.add_argument("--invert", action="store_true",
+                       help="use 1 - pixel (dark ink on white paper -> MNIST's white on black)")
+        q.add_argument("--target", type=nonneg_int, default=None,
+                       help="class index (default: the predicted class)")
+        if name == "gradcam":
+            q.add_argument("--layer", type=_layer, default=None,
+                           help="conv layer (default: the last conv layer's activation)")
+
+    q = add("conv-gif", "animated convolution: kernel sliding, products and sums", _run_conv_gif)
+    q.add_argument("--size", type=positive_int, default=5, help="input side n (default 5)")
+    q.add_argument("--kernel", type=positive_int, default=3, help="kernel side f (default 3)")
+    q.add_argument("--padding", type=nonneg_int, default=0, help="p (default 0)")
+    q.add_argument("--stride", type=positive_int, default=1, help="s (default 1)")
+    q.add_argument("--example", choices=["edge"], default=None,
+                   help="edge: Andrew Ng's 6x6 vertical edge (10s and 0s, kernel [1 0 -1])")
+    q.add_argument("--seed", type=nonneg_int, default=0, help="the random small integers")
+
+    q = add("pool-gif", "animated max pooling", _run_pool_gif)
+    q.add_argument("--size", type=positive_int, default=4, help="input side (default 4)")
+    q.add_argument("--pool", type=positive_int, default=2, help="window side (default 2)")
+    q.add_argument("--stride", type=positive_int, default=None, help="default: the window side")
+    q.add_argument("--padding", type=nonneg_int, default=0)
+    q.add_argument("--seed", type=nonneg_int, default=0)
+
+    add("fc-to-conv", "Dense layers as convolutions: a grid of scores = sliding windows",
+        _run_fc_to_conv, model="option")
+
+    q = add("why-conv", "parameters and connections: conv vs fully connected", _run_why_conv)
+    q.add_argument("--input", type=shape3, default=(3, 32, 32), metavar="C,H,W",
+                   help="input volume (default 3,32,32)")
+    q.add_argument("--filters", type=positive_int, default=6)
+    q.add_argument("--kernel", type=positive_int, default=5)
+    q.add_argument("--stride", type=positive_int, default=1)
+    q.add_argument("--padding", type=nonneg_int, default=0)
+
+    p.set_defaults(func=lambda a: _no_what(p))
+
+
+def _no_what(parser):
+    parser.print_help()
+    raise CLIError("cnnlab viz: say what to draw (e.g. 'cnnlab viz all --out DIR')")
