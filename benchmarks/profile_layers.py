@@ -11,11 +11,15 @@ from cnnlab.models import get, default_input_shape
 p = argparse.ArgumentParser()
 p.add_argument("--model", default="lenet5"); p.add_argument("--batch", type=int, default=64)
 p.add_argument("--steps", type=int, default=50)
+p.add_argument("--threads", type=int, default=None, help="cnnlab kernel threads")
 a = p.parse_args()
+if a.threads:
+    cl.set_num_threads(a.threads)
 model = get(a.model, seed=0)
 shape = default_input_shape(a.model)
 rng = np.random.default_rng(0)
 x = rng.random((a.batch,) + shape, dtype=np.float32)
+print(f"cnnlab threads {cl.get_num_threads()}")
 y = rng.integers(0, 10, a.batch)
 acc = collections.defaultdict(float)
 layers = model.layers
