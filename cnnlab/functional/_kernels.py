@@ -168,6 +168,20 @@ def to_channels_last_padded(x, pads, fill=0.0):
     return xp
 
 
+def memory_order(x):
+    """The axes of ``x`` from the slowest-varying to the fastest in memory, e.g.
+    (0, 2, 3, 1) for an (N, C, H, W) view of a channels-last buffer."""
+    return tuple(sorted(range(x.ndim), key=lambda i: (-x.strides[i], i)))
+
+
+def empty_in_order(shape, dtype, order, zero=False):
+    """A new array of ``shape`` laid out in memory in axis ``order`` (see memory_order),
+    so a gradient comes back in the layout of the activation it belongs to."""
+    make = np.zeros if zero else np.empty
+    buf = make(tuple(shape[i] for i in order), dtype=dtype)
+    return buf.transpose(np.argsort(order))
+
+
 def channels_first_view(y):
     """(N, *S, C) -> (N, C, *S) as a view (no copy)."""
     return np.moveaxis(y, -1, 1)
@@ -201,10 +215,12 @@ def _offset_slices(offset, stride, dilation, out_shape):
 #   of C contiguous numbers, so im2col is one reshape-copy of a window view, and
 #   cols (N*P, T*C) @ w2 (T*C, K) gives the output already in (N, *out, K) order. It runs
 #   in cache-sized chunks of images (see _im2col_chunks).
-# - channel-major (a 1- or 3-channel image): the padded input is (C, N, *Sp) and the
-#   transposed im2col matrix (T*C, N*P) is filled one tap at a time, each a copy of whole
-#   output rows; w2t (K, T*C) @ cols_t gives (K, N, *out). With few channels a
-#   channels-last copy would move runs of only kw*C numbers (5 for LeNet's first layer).
+# - batch-last (a 1- or 3-channel image): the padded input is (C, *Sp, N), the batch
+#   innermost (cuda-convnet's layout), and the transposed im2col matrix (T*C, P*N) is
+#   filled one tap at a time, each a copy of runs of Wo*N contiguous numbers;
+#   w2t (K, T*C) @ cols_t gives (K, *out, N). With few channels a channels-last copy
+#   would move runs of only kw*C numbers (5 for LeNet's first layer), and a (C, N, *S)
+#   one runs of Wo (28).
 # Every output and gradient is handed back as an (N, C, *S) view of its buffer, and each
 # op runs its images in parallel parts (see the threads section).
 
@@ -214,8 +230,8 @@ _WIDE = 8
 def _use_channels_last(c, kernel, stride):
     """Channels-last when a kernel row is a long enough contiguous run (C >= 8, or a
     kw*C run of >= 24 numbers at stride 1, e.g. LeNet's 6-channel 5x5 layer); strided
-    few-channel convs (AlexNet's RGB 11x11/4) stay channel-major, where their col2im
-    scatter runs along output rows."""
+    few-channel convs (AlexNet's RGB 11x11/4) stay batch-last, where their col2im
+    scatter runs along whole rows of images."""
     return c >= _WIDE or (kernel[-1] * c >= 24 and all(s == 1 for s in stride))
 
 
@@ -223,14 +239,18 @@ def _taps_nd(kernel):
     return list(enumerate(itertools.product(*(range(k) for k in kernel))))
 
 
-def _zeros_padded_cm(x, pads):
-    """(N, C, *S) -> zero-padded channel-major copy (C, N, *(S + lo + hi))."""
+def _batch_last_padded(x, pads):
+    """(N, C, *S) -> zero-padded batch-last copy (C, *(S + lo + hi), N)."""
     n, c = x.shape[:2]
     spatial = x.shape[2:]
-    xp = np.zeros((c, n) + tuple(s + lo + hi for s, (lo, hi) in zip(spatial, pads)), dtype=x.dtype)
-    xp[(slice(None), slice(None)) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(spatial, pads))] = \
-        np.swapaxes(x, 0, 1)
+    xp = np.zeros((c,) + tuple(s + lo + hi for s, (lo, hi) in zip(spatial, pads)) + (n,), dtype=x.dtype)
+    xp[(slice(None),) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(spatial, pads))] = np.moveaxis(x, 0, -1)
     return xp
+
+
+def _bl(offset, stride, dilation, out_shape):
+    """Index of kernel tap ``offset`` across all outputs in a (C, *Sp, N) array."""
+    return (slice(None),) + _offset_slices(offset, stride, dilation, out_shape) + (slice(None),)
 
 
 # im2col in chunks of whole images whose column matrix fits in the cache: the copy and
@@ -288,25 +308,29 @@ def conv_forward(x, w, b, stride, pads, dilation, out_shape):
         kept = parallel(part, bounds)
         kept = None if any(k is None for k in kept) else kept
         y = y.reshape((n,) + tuple(out_shape) + (kdim,))
-        return channels_first_view(y), ("last", xp, w2, bounds, kept)
-    xp = _zeros_padded_cm(x, pads)
+        return channels_first_view(y), ("last", xp, w2, bounds, kept, memory_order(x))
+    xp = _batch_last_padded(x, pads)
+    taps = _taps_nd(kernel)
+    cols_t = np.empty((len(taps), c) + tuple(out_shape) + (n,), dtype=x.dtype)
+
+    def fill(lo, hi):
+        for t, offset in taps[lo:hi]:
+            cols_t[t] = xp[_bl(offset, stride, dilation, out_shape)]
+
+    parallel(fill, partition(len(taps), 1))
+    cols_t = cols_t.reshape(ntap, -1)
     # (K, C, *k) -> (K, T, C) so columns match the (tap, channel) rows of the columns
     w2t = np.ascontiguousarray(w.reshape(kdim, c, -1).transpose(0, 2, 1)).reshape(kdim, ntap)
-    y = np.empty((kdim, n) + tuple(out_shape), dtype=x.dtype)
+    y = np.empty((kdim, p * n), dtype=x.dtype)
 
-    def part(lo, hi):
-        cols_t = np.empty((ntap // c, c, hi - lo) + tuple(out_shape), dtype=x.dtype)
-        for t, offset in _taps_nd(kernel):
-            cols_t[t] = xp[(slice(None), slice(lo, hi)) + _offset_slices(offset, stride, dilation, out_shape)]
-        cols_t = cols_t.reshape(ntap, -1)
-        yp = w2t @ cols_t
+    def gemm(lo, hi):
+        np.matmul(w2t, cols_t[:, lo:hi], out=y[:, lo:hi])
         if b is not None:
-            yp += b[:, None]
-        y[:, lo:hi] = yp.reshape((kdim, hi - lo) + tuple(out_shape))
-        return cols_t
+            y[:, lo:hi] += b[:, None]
 
-    cols_parts = parallel(part, bounds)
-    return np.swapaxes(y, 0, 1), ("major", cols_parts, w2t, bounds, xp.shape)
+    parallel(gemm, partition(p * n, 1024))
+    y = y.reshape((kdim,) + tuple(out_shape) + (n,))
+    return np.moveaxis(y, -1, 0), ("major", cols_t, w2t, None, xp.shape, memory_order(x))
 
 
 def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
@@ -319,7 +343,7 @@ def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
     - strided, >= 16 channels: dcols = dout @ w2^T per chunk, scattered back (col2im,
       one strided add per tap) in channels-last;
     - otherwise (few channels, where a GEMM only C wide or a channels-last scatter would
-      crawl): col2im in (C, N, ...) order, see :func:`_col2im_channel_major`.
+      crawl): col2im in batch-last order, see :func:`_col2im_batch_last`.
     """
     layout, buf, w2, bounds = kcache[:4]
     kdim, c = w.shape[:2]
@@ -362,39 +386,47 @@ def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
         if scatter_last:
             interior = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(spatial, pads))
             return channels_first_view(dxp[(slice(None),) + interior]), dw, db
-        w2_rows, d_cols = w2, d2.T  # (T*C, K), (K, N*P)
+        w2_rows = w2  # (T*C, K)
     else:
-        cols_parts, spatial = buf, kcache[4][2:]
-        d2t = np.swapaxes(dout, 0, 1).reshape(kdim, -1)  # free if dout is in our layout
-        cols_at = dict(zip(bounds, cols_parts))
-        dw = sum(parallel(lambda lo, hi: d2t[:, lo * p:hi * p] @ cols_at[lo].T, bounds))
+        cols_t, spatial = buf, kcache[4][1:-1]
+        d_kpn = np.moveaxis(dout, 0, -1).reshape(kdim, -1)  # free if dout is in our layout
+        dw = sum(parallel(lambda lo, hi: d_kpn[:, lo:hi] @ cols_t[:, lo:hi].T, partition(d_kpn.shape[1], 1024)))
         dw = np.ascontiguousarray(dw.reshape((kdim, -1, c)).transpose(0, 2, 1)).reshape(w.shape)
-        db = d2t.sum(axis=1)
-        w2_rows, d_cols = w2.T, d2t
+        db = d_kpn.sum(axis=1)
+        w2_rows = w2.T
     if not need_dx:
         return None, dw, db
     if not strided and c >= 16:
         return _dx_by_full_correlation(dout, w, pads, dilation, spatial), dw, db
-    return _col2im_channel_major(w2_rows, d_cols, kernel, c, dout.shape[0], out_shape, spatial,
-                                 pads, stride, dilation, bounds), dw, db
+    if layout == "last":
+        d_kpn = d2.reshape(-1, p, kdim).transpose(2, 1, 0).reshape(kdim, -1)
+    return _col2im_batch_last(w2_rows, d_kpn, kernel, c, out_shape, spatial, pads, stride, dilation,
+                              kcache[-1]), dw, db
 
 
-def _col2im_channel_major(w2_rows, d_cols, kernel, c, n, out_shape, spatial, pads, stride,
-                          dilation, bounds):
-    """dx (N, C, *S) from dcols^T = w2_rows (T*C, K) @ d_cols (K, N*P), part by part: one
-    strided add per tap into a (C, N, *padded) buffer, both sides running contiguously
-    along an output row."""
-    p = int(np.prod(out_shape))
-    dxp = np.zeros((c, n) + tuple(spatial), dtype=w2_rows.dtype)
+def _col2im_batch_last(w2_rows, d_kpn, kernel, c, out_shape, spatial, pads, stride, dilation,
+                       x_order):
+    """dx (N, C, *S) from dcols^T = w2_rows (T*C, K) @ d_kpn (K, P*N), its columns ordered
+    (out pixel, image): one add per tap into a (C, *padded, N) buffer, runs of Wo*N
+    contiguous numbers on both sides; channels split over threads. dx is returned in
+    the memory order ``x_order`` of the conv's input (where it flows next)."""
+    kdim = w2_rows.shape[1]
+    n = d_kpn.shape[1] // int(np.prod(out_shape))
+    taps = _taps_nd(kernel)
+    w3 = w2_rows.reshape(len(taps), c, kdim)
+    dxp = np.zeros((c,) + tuple(spatial) + (n,), dtype=w2_rows.dtype)
 
-    def part(lo, hi):
-        dcols_t = (w2_rows @ d_cols[:, lo * p:hi * p]).reshape((-1, c, hi - lo) + out_shape)
-        for t, offset in _taps_nd(kernel):
-            dxp[(slice(None), slice(lo, hi)) + _offset_slices(offset, stride, dilation, out_shape)] += dcols_t[t]
+    def part(c0, c1):
+        dcols_t = (w3[:, c0:c1].reshape(-1, kdim) @ d_kpn).reshape((len(taps), c1 - c0) + out_shape + (n,))
+        sub = dxp[c0:c1]
+        for t, offset in taps:
+            sub[_bl(offset, stride, dilation, out_shape)] += dcols_t[t]
 
-    parallel(part, bounds)
+    parallel(part, partition(c, 1))
     interior = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(spatial, pads))
-    return np.swapaxes(dxp[(slice(None), slice(None)) + interior], 0, 1)
+    dx = empty_in_order((n, c) + tuple(s - lo - hi for s, (lo, hi) in zip(spatial, pads)), dxp.dtype, x_order)
+    dx[...] = np.moveaxis(dxp[(slice(None),) + interior], -1, 0)
+    return dx
 
 
 def _dx_by_full_correlation(dout, w, pads, dilation, padded_spatial):
@@ -437,20 +469,6 @@ def _taps(kernel, stride, out_shape):
     ones = (1,) * len(kernel)
     for t, offset in enumerate(itertools.product(*(range(k) for k in kernel))):
         yield t, (slice(None), slice(None)) + _offset_slices(offset, stride, ones, out_shape)
-
-
-def memory_order(x):
-    """The axes of ``x`` from the slowest-varying to the fastest in memory, e.g.
-    (0, 2, 3, 1) for an (N, C, H, W) view of a channels-last buffer."""
-    return tuple(sorted(range(x.ndim), key=lambda i: (-x.strides[i], i)))
-
-
-def empty_in_order(shape, dtype, order, zero=False):
-    """A new array of ``shape`` laid out in memory in axis ``order`` (see memory_order),
-    so a gradient comes back in the layout of the activation it belongs to."""
-    make = np.zeros if zero else np.empty
-    buf = make(tuple(shape[i] for i in order), dtype=dtype)
-    return buf.transpose(np.argsort(order))
 
 
 def _unpad(dxp, pads):
