@@ -483,9 +483,10 @@ def maxpool_forward(x, kernel, stride, pads, out_shape, with_arg=True):
     xp = _pad_channels_first(x, pads, -np.inf)
     taps = list(_taps(kernel, stride, out_shape))
     full_out = x.shape[:2] + tuple(out_shape)
-    out = empty_in_order(full_out, x.dtype, memory_order(x))  # keep the input's layout
-    itype = np.uint8 if len(taps) <= 256 else np.uint16
-    arg = np.zeros(full_out, dtype=itype) if with_arg else None
+    order = memory_order(x)
+    out = empty_in_order(full_out, x.dtype, order)  # keep the input's layout (arg too, so
+    itype = np.uint8 if len(taps) <= 256 else np.uint16  # the backward's ops align)
+    arg = empty_in_order(full_out, itype, order, zero=True) if with_arg else None
 
     def part(lo, hi):
         xs, o = xp[lo:hi], out[lo:hi]
