@@ -174,7 +174,7 @@ def test_fully_convolutional_without_padding_matches_plain_crops():
     model = cl.Sequential([L.Conv2D(4, 3), L.ReLU(), L.MaxPool2D(2), L.Conv2D(5, 3, stride=2),
                            L.Flatten(), L.Dense(7, activation="relu"), L.Dropout(0.5), L.Dense(3)],
                           input_shape=(2, 14, 14), seed=3)
-    fcn = V.to_fully_convolutional(model)
+    fcn = model.to_fully_convolutional()              # the Model method, same function
     x = np.random.default_rng(1).standard_normal((2, 2, 30, 22)).astype(np.float32)
     grid = fcn.forward(x)
     assert grid.shape == (2, 3, 5, 3)                     # total stride 4

@@ -13,7 +13,7 @@ docs/ARCHITECTURE.md and :mod:`cnnlab.layers.base`.
 """
 from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .base import Layer
-from .containers import Concat, Container, Residual, Sequential
+from .containers import Concat, Container, Residual, Sequential, chain
 from .conv import Conv1D, Conv2D, Conv3D
 from .core import Dense, Dropout, Flatten
 from .normalization import BatchNorm
@@ -25,6 +25,7 @@ from .serialization import deserialize, register, registered, serialize
 from .summary import Summary, summarize
 
 __all__ = [
+    "chain",
     "Layer", "Container", "Sequential", "Concat", "Residual",
     "Conv1D", "Conv2D", "Conv3D", "MaxPool1D", "MaxPool2D", "MaxPool3D",
     "AvgPool1D", "AvgPool2D", "AvgPool3D", "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D",

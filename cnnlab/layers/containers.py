@@ -379,3 +379,19 @@ class Residual(Container):
         if config.get("shortcut") is not None:
             config["shortcut"] = deserialize(config["shortcut"])
         return cls(**config)
+
+
+def chain(model):
+    """[(qualified name, layer)] of a model in execution order, nested Sequentials opened
+    up (names joined by '/': 'block/conv2d'); Concat and Residual blocks stay single links."""
+    if not isinstance(model, Sequential):
+        if isinstance(model, Layer):
+            return [(model.name, model)]
+        raise TypeError(f"expected a cnnlab model (a Sequential of layers), got {type(model).__name__}")
+    out = []
+    for child in model.layers:
+        if isinstance(child, Sequential):
+            out.extend((f"{child.name}/{q}", layer) for q, layer in chain(child))
+        else:
+            out.append((child.name, child))
+    return out

@@ -91,6 +91,14 @@ class Model(_Sequential):
         atomically. The training seed is saved too. See :mod:`cnnlab.training.checkpoint`."""
         _ckpt.save_model(self, path, optimizer=optimizer, epoch=epoch)
 
+    def to_fully_convolutional(self):
+        """A new model computing the same function with the Dense head as convolutions:
+        the first Dense after a (C, h, w) volume becomes Conv2D(units, (h, w)), later ones
+        1x1 convolutions. On a larger input it returns a grid of class scores, one per
+        window at the net's total stride. See :mod:`cnnlab.training.convert`."""
+        from .convert import to_fully_convolutional  # convert builds Models: import late
+        return to_fully_convolutional(self)
+
     @classmethod
     def load(cls, path):
         """Same as ``cnnlab.load_model(path)``."""

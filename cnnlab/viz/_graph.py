@@ -11,26 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers import Conv1D, Conv2D, Conv3D, Layer
+from ..layers import Conv1D, Conv2D, Conv3D, Layer, chain
 from ..layers import Sequential as _LayerSequential
 from ..layers.activations import _Activation
 
 CONV_TYPES = (Conv1D, Conv2D, Conv3D)
-
-
-def chain(model):
-    """[(qualified name, layer)] in execution order (nested Sequentials opened)."""
-    if not isinstance(model, _LayerSequential):
-        if isinstance(model, Layer):
-            return [(model.name, model)]
-        raise TypeError(f"expected a cnnlab model (a Sequential of layers), got {type(model).__name__}")
-    out = []
-    for child in model.layers:
-        if isinstance(child, _LayerSequential):
-            out.extend((f"{child.name}/{q}", layer) for q, layer in chain(child))
-        else:
-            out.append((child.name, child))
-    return out
 
 
 def layer_names(model):

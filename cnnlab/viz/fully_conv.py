@@ -15,85 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, deserialize, serialize
-from ..layers.activations import _Activation
+from ..layers import Conv2D, chain, deserialize, serialize
+from ..training.convert import _copy_arrays, _split, to_fully_convolutional  # noqa: F401 (re-export)
 from ._geometry import layer_geometry, receptive_field
-from ._graph import chain, forward_through
-
-
-def _copy_arrays(src, dst):
-    for key, arr in src.params.items():
-        np.copyto(dst.params[key], arr)
-    for key, arr in src.state.items():
-        np.copyto(dst.state[key], arr)
-
-
-def _split(model):
-    """(feature links, head links): the head starts at the first Flatten or Dense."""
-    links = chain(model)
-    for i, (_, layer) in enumerate(links):
-        if isinstance(layer, (Flatten, Dense)):
-            return links[:i], links[i:]
-    raise ValueError("the model has no Flatten/Dense layer: it is already fully convolutional")
-
-
-def to_fully_convolutional(model):
-    """A new model (``cnnlab.Sequential``) computing the same function as ``model`` with
-    its Dense layers as convolutions (Flatten dropped). Weights are copied; ``model`` is
-    not changed. The first Dense after a (C, h, w) volume becomes ``Conv2D(units, (h, w))``,
-    later ones ``Conv2D(units, 1)``; activations, dropout and batch norm after them are
-    kept. The new model accepts inputs at least as large as the original (its output is
-    then (N, classes, gh, gw); on the original size (N, classes, 1, 1)).
-
-    Raises ValueError for layers in the head it cannot convert (e.g. a global average
-    pooling before the Dense layers: that net is already size-independent)."""
-    from ..training import Sequential as TrainableSequential
-
-    if not getattr(model, "built", False):
-        raise ValueError("build the model first (give input_shape or run a forward pass)")
-    if len(model.input_shape) != 3:
-        raise ValueError(f"to_fully_convolutional works on image models (C, H, W); the model "
-                         f"takes samples of shape {model.input_shape}")
-    features, head = _split(model)
-    shape = model.input_shape
-    new_layers, pairs = [], []
-    for _, layer in features:
-        clone = deserialize(serialize(layer))
-        new_layers.append(clone)
-        pairs.append((layer, clone, None))
-        shape = layer.compute_output_shape(shape)
-    if len(shape) != 3:
-        raise ValueError(f"the Dense layers must read a (C, h, w) volume; the layers before them "
-                         f"output shape {shape}")
-    for name, layer in head:
-        if isinstance(layer, Flatten):
-            continue
-        if isinstance(layer, Dense):
-            c, h, w = shape
-            conv = Conv2D(layer.units, (h, w), use_bias=layer.use_bias, activation=layer.activation,
-                          name=f"{layer.name}_as_conv")
-            kernel = layer.params["w"].T.reshape(layer.units, c, h, w)
-            new_layers.append(conv)
-            pairs.append((layer, conv, kernel))
-            shape = (layer.units, 1, 1)
-        elif isinstance(layer, (_Activation, Dropout, BatchNorm)):
-            clone = deserialize(serialize(layer))
-            new_layers.append(clone)
-            pairs.append((layer, clone, None))
-        else:
-            raise ValueError(f"cannot convert the {type(layer).__name__} layer {name!r} after the "
-                             f"first Dense layer (only Dense, Flatten, activations, dropout and "
-                             f"batch norm)")
-    fcn = TrainableSequential(new_layers, input_shape=model.input_shape,
-                              name=f"{model.name}_fully_conv", dtype=model.dtype)
-    for old, new, kernel in pairs:
-        if kernel is None:
-            _copy_arrays(old, new)
-        else:
-            np.copyto(new.params["w"], kernel)
-            if old.use_bias:
-                np.copyto(new.params["b"], old.params["b"])
-    return fcn
+from ._graph import forward_through
 
 
 def total_stride(model):
