@@ -30,6 +30,12 @@ def _param(bn_param, d, dtype):
     return mode, eps, momentum, rm, rv
 
 
+def _channel_dot(a, b):
+    """sum over every axis but 1 of a * b -> (C,), without the a * b temporary."""
+    idx = "abcdefghij"[:a.ndim]
+    return np.einsum(f"{idx},{idx}->{idx[1]}", a, b)
+
+
 def _bn_forward(x, gamma, beta, bn_param, axes, shape):
     d = x.shape[1]
     gamma = as_float_array(gamma, "gamma")
@@ -46,10 +52,12 @@ def _bn_forward(x, gamma, beta, bn_param, axes, shape):
         return out, None
     mu = x.mean(axis=axes, keepdims=True)
     xc = x - mu
-    var = (xc * xc).mean(axis=axes, keepdims=True)
+    m = x.size // d
+    var = (_channel_dot(xc, xc) / m).reshape(shape)  # mean of xc^2, no xc*xc temporary
     std = np.sqrt(var + eps)
-    xhat = xc / std
-    out = xhat * g + bt
+    xhat = xc * (1.0 / std)
+    out = xhat * g
+    out += bt
     rm *= momentum
     rm += (1 - momentum) * mu.reshape(d)
     rv *= momentum
@@ -94,8 +102,12 @@ def batchnorm_backward_alt(dout, cache):
     x, xc, xhat, mu, var, std, g, eps, axes = cache
     m = x.size // x.shape[1]
     dbeta = dout.sum(axis=axes, keepdims=True)
-    dgamma = (dout * xhat).sum(axis=axes, keepdims=True)
-    dx = (g / (m * std)) * (m * dout - dbeta - xhat * dgamma)
+    dgamma = _channel_dot(dout, xhat).reshape(dbeta.shape)
+    # same formula, in place: gamma/std * (dout - dbeta/m - xhat * dgamma/m)
+    dx = xhat * (dgamma / m)
+    np.subtract(dout, dx, out=dx)
+    dx -= dbeta / m
+    dx *= g / std
     return dx.astype(x.dtype, copy=False), dgamma.reshape(-1), dbeta.reshape(-1)
 
 
