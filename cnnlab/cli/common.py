@@ -1,0 +1,153 @@
+"""Shared pieces of the subcommands: the user-error type, argument parsers for numbers
+and shapes, data loading by name, and class names."""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+
+DATASETS = ("mnist", "cifar10")
+
+
+class CLIError(Exception):
+    """A user mistake: main prints ``cnnlab: error: <message>`` (one line) and exits 2."""
+
+
+# ----------------------------------------------------------------------------- argument types
+
+def positive_int(text):
+    """argparse type: an int >= 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def nonneg_int(text):
+    """argparse type: an int >= 0."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return v
+
+
+def positive_float(text):
+    """argparse type: a finite float > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (v > 0 and np.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return v
+
+
+def fraction(text):
+    """argparse type: a float in [0, 1)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return v
+
+
+def shape3(text):
+    """argparse type: 'C,H,W' (or 'CxHxW') -> a tuple of three positive ints."""
+    parts = text.replace("x", ",").replace("X", ",").split(",")
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected C,H,W (three positive integers, e.g. "
+                                         f"3,32,32), got {text!r}")
+    return shape
+
+
+# ----------------------------------------------------------------------------- files and data
+
+def existing_file(path, what="file"):
+    """Raise CLIError unless ``path`` is an existing file."""
+    if not os.path.exists(path):
+        raise CLIError(f"{what} not found: {path}")
+    if not os.path.isfile(path):
+        raise CLIError(f"{what} is not a file: {path}")
+    return path
+
+
+def load_model_file(path):
+    """``cnnlab.load_model`` with the failures turned into one-line CLIErrors."""
+    from ..training import CheckpointError, load_model
+
+    existing_file(path, "model file")
+    try:
+        return load_model(path)
+    except CheckpointError as e:
+        raise CLIError(f"cannot load model file {path}: {e}") from None
+
+
+def load_dataset(name, data_dir, split, limit=None):
+    """(x float32 (N, C, H, W) in [0, 1], y int64, description) for 'mnist' / 'cifar10'.
+
+    mnist without ``data_dir`` is the subset bundled in the package (10,000 train / 2,000
+    test images); cifar10 without it searches the default locations."""
+    from .. import data
+
+    if data_dir is not None and not os.path.exists(data_dir):
+        raise CLIError(f"data directory not found: {data_dir}")
+    if name == "mnist":
+        x, y = data.load_mnist(data_dir, split=split)
+        where = "bundled MNIST subset" if data_dir is None else f"MNIST from {data_dir}"
+    elif name == "cifar10":
+        x, y = data.load_cifar10(data_dir, split=split)
+        where = "CIFAR-10" + ("" if data_dir is None else f" from {data_dir}")
+    else:
+        raise CLIError(f"unknown data set {name!r}; expected one of {', '.join(DATASETS)}")
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    return x, y, f"{where}, {split} split"
+
+
+def guess_dataset(input_shape):
+    """'mnist' for 1-channel models, 'cifar10' for 3-channel ones."""
+    return "mnist" if input_shape[0] == 1 else "cifar10"
+
+
+def class_names(num_classes, channels):
+    """Digits for 1-channel 10-class models, CIFAR-10 names for 3-channel ones, else
+    indices as strings."""
+    if num_classes == 10 and channels == 3:
+        from ..data import CIFAR10_CLASSES
+        return list(CIFAR10_CLASSES)
+    return [str(i) for i in range(num_classes)]
+
+
+def check_input_fits(model, x, what):
+    """CLIError when the data's per-sample shape does not fit the model."""
+    shape = tuple(x.shape[1:])
+    if model.built and tuple(model.input_shape) != shape:
+        try:
+            out = model.check_input_shape(shape)
+        except ValueError:
+            out = None
+        if out is None or tuple(out) != tuple(model.output_shape):
+            raise CLIError(f"{what} has samples of shape {shape} but the model takes "
+                           f"{tuple(model.input_shape)}; choose the matching --data")
+
+
+def machine():
+    """One line: date, host, CPU count, Python and NumPy versions."""
+    return (f"{time.strftime('%Y-%m-%d %H:%M')} on {platform.node() or 'unknown host'} "
+            f"({os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}, "
+            f"NumPy {np.__version__})")

@@ -1,0 +1,113 @@
+"""``cnnlab`` entry point: builds the parser from the subcommand modules and turns user
+mistakes into one-line errors.
+
+    cnnlab train                       # LeNet-5 on the bundled MNIST subset
+    cnnlab evaluate model.npz
+    cnnlab predict model.npz digit.png --invert
+    cnnlab summary vgg16
+    cnnlab shape --n 32 --f 5 --p 2 --k 10 --c 3
+
+Subcommands register themselves: every module of ``cnnlab.cli`` with a
+``register(subparsers)`` function is loaded (sorted by its ``ORDER``, then name), so a new
+``cnnlab/cli/viz.py`` needs no change here. Exit status: 0 success, 2 user error (one
+line on stderr, no traceback), 1 unexpected internal error (``--debug`` shows the
+traceback), 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+
+from .common import CLIError
+
+#: Modules of this package that are not subcommands.
+_NOT_COMMANDS = {"main", "common", "__main__"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises CLIError (one line) instead of printing usage and exiting."""
+
+    def error(self, message):
+        raise CLIError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def command_modules():
+    """The subcommand modules, in help order: every non-private module of cnnlab.cli
+    that defines ``register`` (a broken optional module is skipped with a warning)."""
+    from .. import cli
+
+    mods = []
+    for info in pkgutil.iter_modules(cli.__path__):
+        name = info.name
+        if name.startswith("_") or name in _NOT_COMMANDS:
+            continue
+        try:
+            mod = importlib.import_module(f"{cli.__name__}.{name}")
+        except ImportError as e:  # e.g. an optional dependency missing
+            print(f"cnnlab: warning: subcommand module {name!r} not loaded: {e}", file=sys.stderr)
+            continue
+        if callable(getattr(mod, "register", None)):
+            mods.append(mod)
+    return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.__name__))
+
+
+def build_parser():
+    """The full argparse parser (top level + every registered subcommand)."""
+    parser = _Parser(prog="cnnlab",
+                     description="Convolutional neural networks in readable NumPy: train, "
+                                 "evaluate and inspect the classic nets.",
+                     epilog="Run 'cnnlab COMMAND --help' for a command's options.")
+    from .. import __version__
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show full tracebacks instead of one-line errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for mod in command_modules():
+        mod.register(sub)
+    return parser
+
+
+def _one_line(exc):
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, KeyError) and exc.args:
+        text = str(exc.args[0])
+    return " ".join(text.split())
+
+
+def main(argv=None):
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit
+    status (the console script passes it to ``sys.exit``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("CNNLAB_DEBUG") == "1"
+    try:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:  # --help / --version
+            return int(e.code or 0) if not isinstance(e.code, str) else 2
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return 2
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("cnnlab: interrupted", file=sys.stderr)
+        return 130
+    except (CLIError, ValueError, TypeError, FileNotFoundError, IsADirectoryError,
+            PermissionError, MemoryError, FloatingPointError) as e:
+        if debug:
+            raise
+        print(f"cnnlab: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - a bug, reported on one line unless --debug
+        if debug:
+            raise
+        print(f"cnnlab: internal error: {type(e).__name__}: {_one_line(e)} (rerun with "
+              f"--debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

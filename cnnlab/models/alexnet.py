@@ -1,0 +1,59 @@
+"""AlexNet (torchvision's single-stream definition) and ZFNet (Zeiler & Fergus 2013).
+
+Neither has local response normalization here (cnnlab has no LRN layer; it has no
+parameters, so counts are unaffected): torchvision's AlexNet dropped it as well.
+"""
+from __future__ import annotations
+
+from ..layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from ._build import check_int, check_shape, finish
+
+
+def _classifier(num_classes, dropout, hidden=4096):
+    return [Flatten(), Dropout(dropout), Dense(hidden), ReLU(), Dropout(dropout), Dense(hidden),
+            ReLU(), Dense(num_classes)]
+
+
+def alexnet(num_classes=1000, input_shape=(3, 224, 224), dropout=0.5, seed=None, build=True):
+    """AlexNet as torchvision defines it (``torchvision.models.alexnet``)::
+
+        conv 64@11x11 s4 p2 - relu - maxpool 3 s2 - conv 192@5x5 p2 - relu - maxpool 3 s2 -
+        conv 384@3x3 p1 - relu - conv 256@3x3 p1 - relu - conv 256@3x3 p1 - relu -
+        maxpool 3 s2 - [6x6x256] - dropout - fc 4096 - relu - dropout - fc 4096 - relu - fc
+
+    61,100,840 parameters for 3x224x224 and 1000 classes. torchvision puts an
+    ``AdaptiveAvgPool2d((6, 6))`` before the classifier; for 224x224 input the features are
+    already 6x6, so it is the identity and is left out (another input size changes the
+    first fc layer's size instead).
+    """
+    input_shape = check_shape("alexnet", input_shape)
+    num_classes = check_int("alexnet", num_classes, "num_classes", 2)
+    layers = [Conv2D(64, 11, stride=4, padding=2), ReLU(), MaxPool2D(3, 2),
+              Conv2D(192, 5, padding=2), ReLU(), MaxPool2D(3, 2),
+              Conv2D(384, 3, padding=1), ReLU(),
+              Conv2D(256, 3, padding=1), ReLU(),
+              Conv2D(256, 3, padding=1), ReLU(), MaxPool2D(3, 2)]
+    return finish(layers + _classifier(num_classes, dropout), input_shape, seed, "alexnet", build)
+
+
+def zfnet(num_classes=1000, input_shape=(3, 224, 224), dropout=0.5, seed=None, build=True):
+    """ZFNet, the layout of Zeiler & Fergus (2013), Fig. 3 (one stream, no groups)::
+
+        224x224x3 - conv 96@7x7 s2 p1 -> 110x110x96 - relu - maxpool 3 s2 p1 -> 55x55 -
+        conv 256@5x5 s2 -> 26x26x256 - relu - maxpool 3 s2 p1 -> 13x13 -
+        conv 384@3x3 p1 - relu - conv 384@3x3 p1 - relu - conv 256@3x3 p1 - relu ->
+        13x13x256 - maxpool 3 s2 -> 6x6x256 = 9216 - fc 4096 - fc 4096 - fc num_classes
+
+    Paddings are chosen to reproduce the paper's sizes (110, 55, 26, 13, 13, 6).
+    Parameters for 1000 classes: 62,357,608 (conv 3,726,464 + fc 58,631,144); the
+    conv layers 1-2 differ from AlexNet's 11x11 s4 / 5x5 s1, which is what ZFNet changed.
+    Its contrast normalization layers (no parameters) are omitted.
+    """
+    input_shape = check_shape("zfnet", input_shape)
+    num_classes = check_int("zfnet", num_classes, "num_classes", 2)
+    layers = [Conv2D(96, 7, stride=2, padding=1), ReLU(), MaxPool2D(3, 2, padding=1),
+              Conv2D(256, 5, stride=2), ReLU(), MaxPool2D(3, 2, padding=1),
+              Conv2D(384, 3, padding=1), ReLU(),
+              Conv2D(384, 3, padding=1), ReLU(),
+              Conv2D(256, 3, padding=1), ReLU(), MaxPool2D(3, 2)]
+    return finish(layers + _classifier(num_classes, dropout), input_shape, seed, "zfnet", build)

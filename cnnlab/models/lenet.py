@@ -1,0 +1,50 @@
+"""Small classic nets: LeNet-5 (digits) and cs231n's three-layer convnet (CIFAR-10)."""
+from __future__ import annotations
+
+from ..layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
+from ._build import check_int, check_shape, finish
+
+
+def lenet5(num_classes=10, input_shape=(1, 28, 28), seed=None, build=True):
+    """LeNet-5 with ReLU and max pooling, the form used on 28x28 MNIST::
+
+        conv 6@5x5 pad 2 - relu - maxpool 2 - conv 16@5x5 - relu - maxpool 2 - flatten -
+        dense 120 - relu - dense 84 - relu - dense num_classes (scores; softmax in the loss)
+
+    The padding of 2 makes a 28x28 digit behave like LeNet's original 32x32 input:
+    28x28x6 -> 14x14x6 -> 10x10x16 -> 5x5x16 = 400 -> 120 -> 84 -> 10.
+    Parameters: 156 + 2,416 + 48,120 + 10,164 + 850 = 61,706 (for 10 classes).
+    """
+    input_shape = check_shape("lenet5", input_shape)
+    num_classes = check_int("lenet5", num_classes, "num_classes", 2)
+    layers = [Conv2D(6, 5, padding=2), ReLU(), MaxPool2D(2),
+              Conv2D(16, 5), ReLU(), MaxPool2D(2),
+              Flatten(), Dense(120), ReLU(), Dense(84), ReLU(), Dense(num_classes)]
+    return finish(layers, input_shape, seed, "lenet5", build)
+
+
+def three_layer_convnet(input_shape=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100,
+                        num_classes=10, weight_scale=1e-3, seed=None, build=True):
+    """cs231n's ThreeLayerConvNet (assignment 2)::
+
+        conv num_filters@filter_size x filter_size (stride 1, 'same' padding) - relu -
+        2x2 max pool - affine hidden_dim - relu - affine num_classes (softmax in the loss)
+
+    ``weight_scale``: std of the normal initial weights (cs231n's 1e-3), or None for He
+    initialization. Defaults on 3x32x32: 4,736 + 819,300 + 1,010 = 825,046 parameters.
+    """
+    who = "three_layer_convnet"
+    input_shape = check_shape(who, input_shape)
+    num_filters = check_int(who, num_filters, "num_filters")
+    filter_size = check_int(who, filter_size, "filter_size")
+    if filter_size % 2 == 0:
+        raise ValueError(f"{who}: filter_size must be odd (padding (F-1)/2 keeps the size), "
+                         f"got {filter_size}")
+    hidden_dim = check_int(who, hidden_dim, "hidden_dim")
+    num_classes = check_int(who, num_classes, "num_classes", 2)
+    init = "he" if weight_scale is None else float(weight_scale)
+    layers = [Conv2D(num_filters, filter_size, padding=(filter_size - 1) // 2,
+                     kernel_initializer=init), ReLU(), MaxPool2D(2),
+              Flatten(), Dense(hidden_dim, kernel_initializer=init), ReLU(),
+              Dense(num_classes, kernel_initializer=init)]
+    return finish(layers, input_shape, seed, who, build)
