@@ -172,8 +172,9 @@ def main(argv=None):
     p.add_argument("--task", choices=sorted(TASKS), required=True)
     p.add_argument("--minutes", type=float, default=30.0,
                    help="training budget of cifar-best (default 30)")
-    p.add_argument("--model", default="cifar_convnet", choices=zoo.available(),
-                   help="net of cifar-best (default cifar_convnet)")
+    p.add_argument("--model", default="cifar_resnet", choices=zoo.available(),
+                   help="net of cifar-best (default cifar_resnet: in a 4-minute budget it beat "
+                        "cifar_convnet, 76.0%% against 73.3%%, despite half the images/s)")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     p.add_argument("--data-dir", default=None, help="data location (default ../shared/data)")
     p.add_argument("--seed", type=int, default=0)

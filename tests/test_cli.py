@@ -11,6 +11,7 @@ from PIL import Image
 import cnnlab as cl
 from cnnlab.cli import main as cli_main
 from cnnlab.cli.main import main
+from cnnlab.cli.common import load_dataset
 from cnnlab.cli.shape import conv_shape
 from cnnlab.data import load_mnist
 
@@ -191,12 +192,24 @@ def test_train_writes_a_checkpoint_and_reports(trained, capsys):
 
 
 def test_evaluate(trained, capsys):
-    code, out, _ = run(capsys, "evaluate", str(trained), "--limit", "500")
-    assert code == 0 and "accuracy" in out and "500 images" in out
+    code, out, _ = run(capsys, "evaluate", str(trained))
+    assert code == 0 and "accuracy" in out and "2,000 images" in out
     acc = float(out.split("accuracy ")[1].split("%")[0]) / 100
-    x, y = load_mnist(split="test", limit=500)
+    x, y = load_mnist(split="test")
     assert acc == pytest.approx(cl.load_model(trained).evaluate(x, y)["accuracy"], abs=1e-4)
     assert acc > 0.5
+    code, out, _ = run(capsys, "evaluate", str(trained), "--limit", "300")
+    assert code == 0 and "on 300 images" in out and "a random 300" in out
+
+
+def test_limit_draws_a_random_subset_of_every_class():
+    """Image folders come sorted by class: --limit must not take only the first classes."""
+    x, y, where = load_dataset("mnist", None, "train", limit=500, seed=3)
+    x2, y2, _ = load_dataset("mnist", None, "train", limit=500, seed=3)
+    full_x, full_y = load_mnist()
+    assert x.shape == (500, 1, 28, 28) and np.array_equal(y, y2) and np.array_equal(x, x2)
+    assert not np.array_equal(y, full_y[:500]) and len(np.unique(y)) == 10
+    assert "random 500" in where
 
 
 def test_evaluate_wrong_data_for_model(trained, capsys, tmp_path):

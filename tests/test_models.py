@@ -217,6 +217,21 @@ def test_zfnet_sizes_follow_the_paper():
     model = zoo.zfnet(build=False)
     rows, total = zoo.analyze(model)
     assert total == 62_357_608
+
+    def zf():
+        return nn.Sequential(
+            nn.Conv2d(3, 96, 7, 2, 1), nn.Conv2d(96, 256, 5, 2), nn.Conv2d(256, 384, 3, padding=1),
+            nn.Conv2d(384, 384, 3, padding=1), nn.Conv2d(384, 256, 3, padding=1),
+            nn.Linear(9216, 4096), nn.Linear(4096, 4096), nn.Linear(4096, 1000))
+
+    def alexnet_two_gpus():  # the 2012 paper's grouped convs, for the docstring's comparison
+        return nn.Sequential(
+            nn.Conv2d(3, 96, 11, 4), nn.Conv2d(96, 256, 5, padding=2, groups=2),
+            nn.Conv2d(256, 384, 3, padding=1), nn.Conv2d(384, 384, 3, padding=1, groups=2),
+            nn.Conv2d(384, 256, 3, padding=1, groups=2),
+            nn.Linear(9216, 4096), nn.Linear(4096, 4096), nn.Linear(4096, 1000))
+
+    assert torch_count(zf) == 62_357_608 and torch_count(alexnet_two_gpus) == 60_965_224
     spatial = [r["output_shape"][1] for r in rows if r["type"] in ("Conv2D", "MaxPool2D")]
     assert spatial == [110, 55, 26, 13, 13, 13, 13, 6]
     assert rows[1]["output_shape"] == (96, 110, 110)

@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 DATASETS = ("mnist", "cifar10")
+NUM_CLASSES = {"mnist": 10, "cifar10": 10}
 
 
 class CLIError(Exception):
@@ -97,11 +98,13 @@ def load_model_file(path):
         raise CLIError(f"cannot load model file {path}: {e}") from None
 
 
-def load_dataset(name, data_dir, split, limit=None):
+def load_dataset(name, data_dir, split, limit=None, seed=0):
     """(x float32 (N, C, H, W) in [0, 1], y int64, description) for 'mnist' / 'cifar10'.
 
     mnist without ``data_dir`` is the subset bundled in the package (10,000 train / 2,000
-    test images); cifar10 without it searches the default locations."""
+    test images); cifar10 without it searches the default locations. ``limit``: keep a
+    random subset of that many images (drawn with ``seed``, kept in file order), so that
+    every class is represented even in class-sorted image folders."""
     from .. import data
 
     if data_dir is not None and not os.path.exists(data_dir):
@@ -114,9 +117,12 @@ def load_dataset(name, data_dir, split, limit=None):
         where = "CIFAR-10" + ("" if data_dir is None else f" from {data_dir}")
     else:
         raise CLIError(f"unknown data set {name!r}; expected one of {', '.join(DATASETS)}")
-    if limit is not None:
-        x, y = x[:limit], y[:limit]
-    return x, y, f"{where}, {split} split"
+    where = f"{where}, {split} split"
+    if limit is not None and limit < len(x):
+        keep = np.sort(np.random.default_rng([seed, 7]).permutation(len(x))[:limit])
+        where += f": a random {limit:,} of its {len(x):,} images"
+        x, y = x[keep], y[keep]
+    return x, y, where
 
 
 def guess_dataset(input_shape):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import time
 
-from .common import DATASETS, check_input_fits, guess_dataset, load_dataset, load_model_file, \
-    positive_int
+from .common import (DATASETS, check_input_fits, guess_dataset, load_dataset, load_model_file,
+                     nonneg_int, positive_int)
 
 ORDER = 20
 
@@ -21,7 +21,8 @@ def register(sub):
                         "default CIFAR-10 locations)")
     p.add_argument("--split", choices=("test", "train"), default="test", help="default test")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N",
-                   help="only the first N images")
+                   help="only a random N of the images (seeded by --seed)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of --limit's subset")
     p.add_argument("--batch-size", type=positive_int, default=256, help="default 256")
     p.set_defaults(func=run)
 
@@ -29,7 +30,7 @@ def register(sub):
 def run(args):
     model = load_model_file(args.model_file)
     name = args.data or guess_dataset(model.input_shape)
-    x, y, where = load_dataset(name, args.data_dir, args.split, args.limit)
+    x, y, where = load_dataset(name, args.data_dir, args.split, args.limit, args.seed)
     check_input_fits(model, x, where)
     t0 = time.perf_counter()
     result = model.evaluate(x, y, batch_size=args.batch_size)

@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from .common import (CLIError, DATASETS, fraction, load_dataset, machine, nonneg_int,
-                     positive_float, positive_int)
+from .common import (CLIError, DATASETS, NUM_CLASSES, fraction, load_dataset, machine,
+                     nonneg_int, positive_float, positive_int)
 
 ORDER = 10
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -25,7 +25,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 DEFAULTS = {
     "mnist": {"model": "lenet5", "epochs": 30, "batch_size": 64, "augment": "affine",
               "lr": {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3, "rmsprop": 1e-3}},
-    "cifar10": {"model": "cifar_convnet", "epochs": 10, "batch_size": 128,
+    "cifar10": {"model": "cifar_resnet", "epochs": 6, "batch_size": 128,
                 "augment": "crop-flip",
                 "lr": {"sgd": 0.2, "adam": 4e-3, "adamw": 4e-3, "rmsprop": 1e-3}},
 }
@@ -38,11 +38,11 @@ def register(sub):
         "train", help="train a model (default: LeNet-5 on the bundled MNIST subset)",
         description=__doc__.split("\n\n")[0].replace("``", "") + " Defaults depend on --data: mnist trains "
         "lenet5 for 30 epochs (batch 64, SGD Nesterov, peak lr 0.05, rotations/zooms/shifts); "
-        "cifar10 trains cifar_convnet for 10 epochs (batch 128, SGD Nesterov, peak lr 0.2, "
+        "cifar10 trains cifar_resnet for 6 epochs (batch 128, SGD Nesterov, peak lr 0.2, "
         "crops and flips).")
     p.add_argument("--model", default=None,
                    help="zoo model name (see 'cnnlab summary --list'); default lenet5 for "
-                        "mnist, cifar_convnet for cifar10")
+                        "mnist, cifar_resnet for cifar10")
     p.add_argument("--data", choices=DATASETS, default="mnist", help="data set (default mnist)")
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="where the data set lives (MNIST IDX files; CIFAR-10 batches, image "
@@ -61,7 +61,8 @@ def register(sub):
                    help="fraction of the training images held out for validation (default "
                         "0.1; 0 = no validation)")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N",
-                   help="use only the first N training images (and N test images), for quick runs")
+                   help="use a random N of the training images (and of the test images), for "
+                        "quick runs")
     p.add_argument("--no-augment", action="store_true",
                    help="no data augmentation (default: random rotations/zooms/shifts for "
                         "mnist, crops/flips for cifar10)")
@@ -119,9 +120,9 @@ def run(args):
     lr = args.lr or recipe["lr"][args.optimizer]
     _check_out(args.out)
 
-    x, y, where = load_dataset(args.data, args.data_dir, "train", args.limit)
-    xt, yt, twhere = load_dataset(args.data, args.data_dir, "test", args.limit)
-    num_classes = int(max(y.max(), yt.max())) + 1
+    x, y, where = load_dataset(args.data, args.data_dir, "train", args.limit, args.seed)
+    xt, yt, twhere = load_dataset(args.data, args.data_dir, "test", args.limit, args.seed)
+    num_classes = NUM_CLASSES[args.data]
     try:
         model = models.get(name, num_classes=num_classes, input_shape=tuple(x.shape[1:]),
                            seed=args.seed)

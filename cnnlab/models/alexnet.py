@@ -45,8 +45,11 @@ def zfnet(num_classes=1000, input_shape=(3, 224, 224), dropout=0.5, seed=None, b
         13x13x256 - maxpool 3 s2 -> 6x6x256 = 9216 - fc 4096 - fc 4096 - fc num_classes
 
     Paddings are chosen to reproduce the paper's sizes (110, 55, 26, 13, 13, 6).
-    Parameters for 1000 classes: 62,357,608 (conv 3,726,464 + fc 58,631,144); the
-    conv layers 1-2 differ from AlexNet's 11x11 s4 / 5x5 s1, which is what ZFNet changed.
+    Parameters for 1000 classes: 62,357,608 = convs 14,208 + 614,656 + 885,120 +
+    1,327,488 + 884,992 (3,726,464) + fc 37,752,832 + 16,781,312 + 4,097,000 (58,631,144).
+    The paper gives no total; against the original two-GPU AlexNet (60,965,224, with
+    conv2/4/5 split in 2 groups) ZFNet has a smaller first layer (7x7: 14,208 instead of
+    34,944) but dense conv2/4/5 (about twice the grouped counts), hence 1.39 M more.
     Its contrast normalization layers (no parameters) are omitted.
     """
     input_shape = check_shape("zfnet", input_shape)
