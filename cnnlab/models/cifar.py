@@ -5,9 +5,15 @@
 Both end in a max pool over the whole remaining feature map, one fc layer and a batch
 norm of the class scores (a learned per-class scale and bias, playing the part of the
 fixed 0.125 logit scale of Page's ResNet-9: it keeps the first steps stable at a high
-learning rate; on 10,000 images, 2 epochs of SGD at lr 0.2 reach 63 % test accuracy with
-it against 50 % with a plain fc head at its best lr). They take any input size
-divisible by their total pooling factor.
+learning rate). Measured on cifar_convnet, 2 epochs of SGD on 10,000 training images,
+2,000 test images: 63 % with this head at lr 0.2, 55.5 % with a plain fc head at its
+best lr (0.05), 54 % with global average pooling. They take any input size divisible by
+their total pooling factor.
+
+``benchmarks/bench_accuracy.py --task cifar-best --minutes 4`` (2 shared CPU cores, SGD
+Nesterov, wall-clock one-cycle to lr 0.2, crops + flips, the 10,000 test images):
+cifar_convnet 73.3 % (727 img/s, 3.5 epochs), cifar_resnet 76.0 % (396 img/s, 1.9
+epochs) -- the ResNet is the better use of a time budget even at 4 minutes.
 """
 from __future__ import annotations
 
