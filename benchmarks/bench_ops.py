@@ -1,10 +1,15 @@
-"""cnnlab ops against PyTorch on the CPU, same process, same thread count.
+"""cnnlab ops against PyTorch on the CPU, in the same run, same thread count.
 
     python benchmarks/bench_ops.py [--repeat 7] [--threads 2] [--quick]
 
 For each row: median of `repeat` timings after warm-up, forward and forward+backward
 (input and weight gradients), in ms; GFLOP/s of cnnlab's fwd+bwd; the ratio
 torch time / cnnlab time (1.0 = as fast as PyTorch, > 1 faster). Float32 throughout.
+
+Each framework is timed in its own worker process, one after the other: in one process
+the idle threads of one library's pool spin-wait and steal the cores from the other
+(measured: a 64x32x32x32 conv fwd+bwd took 47 ms in a fresh process, 78 ms beside
+torch's OpenMP pool; torch's own time moved by 40% the other way).
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ def _parse():
     p.add_argument("--repeat", type=int, default=7, help="timings per measurement (median taken)")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="BLAS / torch threads")
     p.add_argument("--quick", action="store_true", help="only the first three conv rows")
+    p.add_argument("--worker", choices=["cnnlab", "torch"], help=argparse.SUPPRESS)
     return p.parse_args()
 
 
@@ -29,13 +35,19 @@ ARGS = _parse()
 for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = str(ARGS.threads)
 
+import json  # noqa: E402
+import subprocess  # noqa: E402
+
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as TF  # noqa: E402
 
-import cnnlab.functional as F  # noqa: E402
-
-torch.set_num_threads(ARGS.threads)
+if ARGS.worker == "torch":
+    import torch  # noqa: E402
+    import torch.nn.functional as TF  # noqa: E402
+    torch.set_num_threads(ARGS.threads)
+elif ARGS.worker == "cnnlab":
+    import cnnlab  # noqa: E402
+    import cnnlab.functional as F  # noqa: E402
+    cnnlab.set_num_threads(ARGS.threads)
 
 CONV_ROWS = [  # (N, C, H, W, K, kernel, stride, pad)
     (64, 1, 28, 28, 6, 5, 1, 2),
@@ -69,113 +81,141 @@ def gemm_peak(repeat):
     return best
 
 
-def conv_case(row, repeat):
+def _conv_inputs(row):
     n, c, h, w, k, f, s, p = row
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, c, h, w), dtype=np.float32)
-    wt = (rng.standard_normal((k, c, f, f), dtype=np.float32) * 0.1)
+    wt = rng.standard_normal((k, c, f, f), dtype=np.float32) * 0.1
     b = np.zeros(k, np.float32)
-    out, _ = F.conv2d_forward(x, wt, b, s, p)
-    # the upstream gradient arrives in the memory layout of the output it belongs to
-    # (in a network it is made from that output), for cnnlab as for torch
-    dout = np.empty_like(out)
-    dout[...] = rng.standard_normal(out.shape, dtype=np.float32)
-
-    def ours_f():
-        F.conv2d_forward(x, wt, b, s, p)
-
-    def ours_fb():
-        o, cache = F.conv2d_forward(x, wt, b, s, p)
-        F.conv2d_backward(dout, cache)
-
-    xt = torch.from_numpy(x).requires_grad_(True)
-    wtt = torch.from_numpy(wt).requires_grad_(True)
-    bt = torch.from_numpy(b).requires_grad_(True)
-    dt = torch.from_numpy(dout)
-
-    def torch_f():
-        with torch.no_grad():
-            TF.conv2d(xt, wtt, bt, s, p)
-
-    def torch_fb():
-        o = TF.conv2d(xt, wtt, bt, s, p)
-        gx, gw, gb = torch.autograd.grad(o, (xt, wtt, bt), dt)
-
-    ho, wo = out.shape[2:]
+    ho, wo = (h + 2 * p - f) // s + 1, (w + 2 * p - f) // s + 1
+    dout = rng.standard_normal((n, k, ho, wo), dtype=np.float32)
     flops = 2 * n * k * ho * wo * c * f * f * 3  # fwd + dx + dw
-    return (f"conv2d {row}", median_time(ours_f, repeat), median_time(torch_f, repeat),
-            median_time(ours_fb, repeat), median_time(torch_fb, repeat), flops)
+    return x, wt, b, s, p, dout, flops
 
 
-def pool_case(repeat):
+def conv_case(row, fw, repeat):
+    """(fwd seconds, fwd+bwd seconds, flops) of one framework on one row."""
+    x, wt, b, s, p, dout, flops = _conv_inputs(row)
+    if fw == "cnnlab":
+        out, _ = F.conv2d_forward(x, wt, b, s, p)
+        # the upstream gradient arrives in the memory layout of the output it belongs to
+        # (in a network it is made from that output), for cnnlab as for torch
+        d = np.empty_like(out)
+        d[...] = dout
+
+        def fwd():
+            F.conv2d_forward(x, wt, b, s, p)
+
+        def fwd_bwd():
+            _, cache = F.conv2d_forward(x, wt, b, s, p)
+            F.conv2d_backward(d, cache)
+    else:
+        xt = torch.from_numpy(x).requires_grad_(True)
+        wtt = torch.from_numpy(wt).requires_grad_(True)
+        bt = torch.from_numpy(b).requires_grad_(True)
+        dt = torch.from_numpy(dout)
+
+        def fwd():
+            with torch.no_grad():
+                TF.conv2d(xt, wtt, bt, s, p)
+
+        def fwd_bwd():
+            o = TF.conv2d(xt, wtt, bt, s, p)
+            torch.autograd.grad(o, (xt, wtt, bt), dt)
+    return median_time(fwd, repeat), median_time(fwd_bwd, repeat), flops
+
+
+def pool_case(fw, repeat):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 32, 32, 32), dtype=np.float32)
-    out, _ = F.maxpool2d_forward(x, 2, 2)
-    dout = rng.standard_normal(out.shape, dtype=np.float32)
+    dout = rng.standard_normal((64, 32, 16, 16), dtype=np.float32)
+    if fw == "cnnlab":
+        def fwd():
+            F.maxpool2d_forward(x, 2, 2)
 
-    def ours_fb():
-        o, c = F.maxpool2d_forward(x, 2, 2)
-        F.maxpool2d_backward(dout, c)
+        def fwd_bwd():
+            _, c = F.maxpool2d_forward(x, 2, 2)
+            F.maxpool2d_backward(dout, c)
+    else:
+        xt = torch.from_numpy(x).requires_grad_(True)
 
-    xt = torch.from_numpy(x).requires_grad_(True)
+        def fwd():
+            with torch.no_grad():
+                TF.max_pool2d(xt, 2, 2)
 
-    def torch_fb():
-        o = TF.max_pool2d(xt, 2, 2)
-        torch.autograd.grad(o, xt, torch.from_numpy(dout))
-
-    def torch_f():
-        with torch.no_grad():
-            TF.max_pool2d(xt, 2, 2)
-
-    return ("maxpool2d 2x2 s2 (64,32,32,32)", median_time(lambda: F.maxpool2d_forward(x, 2, 2), repeat),
-            median_time(torch_f, repeat), median_time(ours_fb, repeat), median_time(torch_fb, repeat), None)
+        def fwd_bwd():
+            o = TF.max_pool2d(xt, 2, 2)
+            torch.autograd.grad(o, xt, torch.from_numpy(dout))
+    return median_time(fwd, repeat), median_time(fwd_bwd, repeat), None
 
 
-def bn_case(repeat):
+def bn_case(fw, repeat):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 64, 16, 16), dtype=np.float32)
     g = np.ones(64, np.float32)
     be = np.zeros(64, np.float32)
     dout = rng.standard_normal(x.shape, dtype=np.float32)
+    if fw == "cnnlab":
+        def fwd():
+            F.spatial_batchnorm_forward(x, g, be, {"mode": "train"})
 
-    def ours_f():
-        F.spatial_batchnorm_forward(x, g, be, {"mode": "train"})
+        def fwd_bwd():
+            _, c = F.spatial_batchnorm_forward(x, g, be, {"mode": "train"})
+            F.spatial_batchnorm_backward(dout, c)
+    else:
+        xt = torch.from_numpy(x).requires_grad_(True)
+        gt = torch.from_numpy(g).requires_grad_(True)
+        bt = torch.from_numpy(be).requires_grad_(True)
+        rm, rv = torch.zeros(64), torch.ones(64)
 
-    def ours_fb():
-        o, c = F.spatial_batchnorm_forward(x, g, be, {"mode": "train"})
-        F.spatial_batchnorm_backward(dout, c)
+        def fwd():
+            with torch.no_grad():
+                TF.batch_norm(xt, rm, rv, gt, bt, training=True)
 
-    xt = torch.from_numpy(x).requires_grad_(True)
-    gt = torch.from_numpy(g).requires_grad_(True)
-    bt = torch.from_numpy(be).requires_grad_(True)
-    rm, rv = torch.zeros(64), torch.ones(64)
+        def fwd_bwd():
+            o = TF.batch_norm(xt, rm, rv, gt, bt, training=True)
+            torch.autograd.grad(o, (xt, gt, bt), torch.from_numpy(dout))
+    return median_time(fwd, repeat), median_time(fwd_bwd, repeat), None
 
-    def torch_f():
-        with torch.no_grad():
-            TF.batch_norm(xt, rm, rv, gt, bt, training=True)
 
-    def torch_fb():
-        o = TF.batch_norm(xt, rm, rv, gt, bt, training=True)
-        torch.autograd.grad(o, (xt, gt, bt), torch.from_numpy(dout))
+def worker(fw):
+    """Time every row with one framework; print one JSON line."""
+    rows = CONV_ROWS[:3] if ARGS.quick else CONV_ROWS
+    res = {"rows": [[f"conv2d {r}", *conv_case(r, fw, ARGS.repeat)] for r in rows]}
+    if not ARGS.quick:
+        res["rows"].append(["maxpool2d 2x2 s2 (64,32,32,32)", *pool_case(fw, ARGS.repeat)])
+        res["rows"].append(["spatial batchnorm (64,64,16,16)", *bn_case(fw, ARGS.repeat)])
+    if fw == "cnnlab":
+        res["gemm_peak"] = gemm_peak(ARGS.repeat)
+        res["version"] = f"numpy {np.__version__}"
+    else:
+        res["version"] = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    print("RESULT " + json.dumps(res))
 
-    return ("spatial batchnorm (64,64,16,16)", median_time(ours_f, repeat), median_time(torch_f, repeat),
-            median_time(ours_fb, repeat), median_time(torch_fb, repeat), None)
+
+def run_worker(fw):
+    cmd = [sys.executable, __file__, "--worker", fw, "--threads", str(ARGS.threads), "--repeat", str(ARGS.repeat)]
+    if ARGS.quick:
+        cmd.append("--quick")
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"{fw} worker failed:\n{out.stderr}")
+    return json.loads([ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
 
 
 def main():
+    if ARGS.worker:
+        worker(ARGS.worker)
+        return
+    ours, theirs = run_worker("cnnlab"), run_worker("torch")
     print(f"cnnlab bench_ops  {time.strftime('%Y-%m-%d %H:%M')}  {platform.processor() or platform.machine()}  "
-          f"python {sys.version.split()[0]}  numpy {np.__version__}  torch {torch.__version__}  "
-          f"threads {ARGS.threads} (torch {torch.get_num_threads()})")
-    print(f"float32 GEMM peak (numpy a @ b, n=512..2048): {gemm_peak(ARGS.repeat):.0f} GFLOP/s\n")
-    rows = CONV_ROWS[:3] if ARGS.quick else CONV_ROWS
-    results = [conv_case(r, ARGS.repeat) for r in rows]
-    if not ARGS.quick:
-        results += [pool_case(ARGS.repeat), bn_case(ARGS.repeat)]
+          f"python {sys.version.split()[0]}  {ours['version']}  {theirs['version']}  threads {ARGS.threads}")
+    print(f"float32 GEMM peak (numpy a @ b, n=512..2048): {ours['gemm_peak']:.0f} GFLOP/s\n")
     hdr = f"{'op':<44}{'fwd ms':>9}{'torch':>9}{'ratio':>7}{'f+b ms':>10}{'torch':>9}{'ratio':>7}{'GFLOP/s':>9}"
     print(hdr)
     print("-" * len(hdr))
     conv_ratios = []
-    for name, of, tf, ofb, tfb, flops in results:
+    for (name, of, ofb, flops), (_, tf, tfb, _) in zip(ours["rows"], theirs["rows"]):
         gf = f"{flops / ofb / 1e9:9.1f}" if flops else " " * 9
         print(f"{name:<44}{of * 1e3:9.2f}{tf * 1e3:9.2f}{tf / of:7.2f}{ofb * 1e3:10.2f}{tfb * 1e3:9.2f}{tfb / ofb:7.2f}{gf}")
         if name.startswith("conv2d"):
