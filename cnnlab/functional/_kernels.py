@@ -1,18 +1,18 @@
 """The hot loops of cnnlab, in one place.
 
 Everything that touches every pixel of a batch lives here: zero-copy window views,
-the GEMMs of convolution, and the strided scatter-adds of the backward passes.
-The rest of ``cnnlab.functional`` validates arguments, keeps caches and calls these.
+the GEMMs of convolution, the strided scatter-adds of the backward passes, and the
+thread pool that splits a batch over the cores. The rest of ``cnnlab.functional``
+validates arguments, keeps caches and calls these.
 
-Layout. Convolutions run *channels-last* inside: the padded input is stored as
-(N, *spatial, C), so one output pixel's receptive field is prod(k) contiguous runs of
-C numbers, im2col is a plain reshape of a window view, and the GEMM result (N*P, K) is
-already the output in (N, *out, K) order. The public arrays stay (N, C, *spatial): we
-hand back the channels-last buffer *transposed*, a view that costs nothing, and the
-next convolution transposes it back for free (its memory is already channels-last).
+Layout. The public arrays are (N, C, *spatial), but convolutions run in the layout that
+makes their copies long: channels-last (N, *S, C) for 8+ channels, batch-last
+(C, *S, N) for gray/RGB inputs (see the conv section). Outputs and gradients are handed
+back as (N, C, *S) *views* of those buffers, which costs nothing, and the ops that
+follow (activations, pooling, the next conv) keep or read that memory order.
 
-No Python loop here runs over the batch or over pixels; the only loops are over the
-prod(kernel) offsets of a window (9 for a 3x3 kernel), each a whole-batch strided op.
+No Python loop here runs over pixels; the loops are over the prod(kernel) taps of a
+window (9 for 3x3), over cache-sized chunks of images, and over one part per thread.
 """
 from __future__ import annotations
 
