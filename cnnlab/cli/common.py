@@ -19,26 +19,24 @@ class CLIError(Exception):
 
 # ----------------------------------------------------------------------------- argument types
 
-def positive_int(text):
-    """argparse type: an int >= 1."""
+def _int_at_least(text, low, what):
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        v = None
+    if v is None or v < low:
+        raise argparse.ArgumentTypeError(f"expected a {what} integer, got {text!r}")
     return v
+
+
+def positive_int(text):
+    """argparse type: an int >= 1."""
+    return _int_at_least(text, 1, "positive")
 
 
 def nonneg_int(text):
     """argparse type: an int >= 0."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return v
+    return _int_at_least(text, 0, "non-negative")
 
 
 def positive_float(text):

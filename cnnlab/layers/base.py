@@ -81,11 +81,8 @@ class Layer:
         initialization. Building again with the same shape and dtype does nothing."""
         input_shape = _checks.as_shape(input_shape)
         dtype = _checks.float_dtype(dtype)
-        if self.built:
-            if input_shape == self.input_shape and dtype == self.dtype:
-                return
-            raise ValueError(f"{self._label()} is already built for input shape {self.input_shape} "
-                             f"({self.dtype}); cannot build it again for {input_shape} ({dtype})")
+        if self._already_built(input_shape, dtype):
+            return
         if not isinstance(rng, np.random.Generator):
             rng = np.random.default_rng(rng)
         out_shape = self.compute_output_shape(input_shape)
@@ -94,6 +91,15 @@ class Layer:
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self.input_shape, self.output_shape, self.dtype = input_shape, out_shape, dtype
         self.built = True
+
+    def _already_built(self, input_shape, dtype):
+        """True if built for exactly this shape and dtype; ValueError if built otherwise."""
+        if not self.built:
+            return False
+        if input_shape == self.input_shape and dtype == self.dtype:
+            return True
+        raise ValueError(f"{self._label()} is already built for input shape {self.input_shape} "
+                         f"({self.dtype}); cannot build it again for {input_shape} ({dtype})")
 
     def _build(self, input_shape, rng, dtype):
         """Create ``self.params`` / ``self.state`` (none by default)."""

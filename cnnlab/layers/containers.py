@@ -83,11 +83,8 @@ class Container(Layer):
         (None: the container's ``seed``); ``dtype`` None: the container's dtype."""
         input_shape = _checks.as_shape(input_shape)
         dtype = _checks.float_dtype(self._dtype_arg if dtype is None else dtype)
-        if self.built:
-            if input_shape == self.input_shape and dtype == self.dtype:
-                return
-            raise ValueError(f"{self._label()} is already built for input shape {self.input_shape} "
-                             f"({self.dtype}); cannot build it again for {input_shape} ({dtype})")
+        if self._already_built(input_shape, dtype):
+            return
         if not isinstance(rng, np.random.Generator):
             rng = np.random.default_rng(self.seed if rng is None else rng)
         self.output_shape = tuple(self._build_children(input_shape, rng, dtype))
