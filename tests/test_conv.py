@@ -237,3 +237,38 @@ def test_convnd_infers_rank_and_named_wrappers_agree(rng):
     np.testing.assert_array_equal(F.convnd_forward(x, w)[0], F.conv3d_forward(x, w)[0])
     x1, w1 = rng.standard_normal((2, 2, 5)), rng.standard_normal((3, 2, 2))
     np.testing.assert_array_equal(F.convnd_forward(x1, w1)[0], F.conv1d_forward(x1, w1)[0])
+
+
+# Every path of the fast kernel split over several threads and cache chunks: the parts
+# must add up to exactly what torch computes (races or a wrong part boundary would not).
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("xs, ws, stride, padding", [
+    ((7, 20, 9, 9), (4, 20, 3, 3), 2, 1),     # channels-last, strided: channels-last scatter
+    ((5, 16, 9, 9), (4, 16, 3, 3), 1, 1),     # channels-last, stride 1: dx by correlation
+    ((6, 6, 14, 14), (16, 6, 5, 5), 1, 0),    # channels-last, few channels: batch-last col2im
+    ((5, 3, 8, 8), (5, 3, 3, 3), 1, 1),       # batch-last (RGB-like input)
+    ((4, 1, 9, 9), (3, 1, 5, 5), 2, 2),       # batch-last, strided
+])
+def test_threads_and_chunks_match_torch(threads, xs, ws, stride, padding, rng, monkeypatch):
+    from cnnlab.functional import _kernels
+    monkeypatch.setattr(_kernels, "_CHUNK_BYTES", 3000)  # several chunks per part
+    before = _kernels.get_num_threads()
+    _kernels.set_num_threads(threads)
+    try:
+        x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+        out, cache = F.conv2d_forward(x, w, b, stride, padding)
+        dout = rng.standard_normal(out.shape)
+        grads = F.conv2d_backward(dout, cache)
+        t_out, t_grads = torch_autograd(
+            lambda a, k, c: torch.nn.functional.conv2d(a, k, c, stride, padding), (x, w, b), dout)
+        np.testing.assert_allclose(out, t_out, **TOL)
+        for g, tg in zip(grads, t_grads):
+            np.testing.assert_allclose(g, tg, **TOL)
+        # pooling splits its images over the same threads
+        p_out, p_cache = F.maxpool2d_forward(x, 2, 2, 1)
+        tp_out, (tp_dx,) = torch_autograd(lambda a: torch.nn.functional.max_pool2d(a, 2, 2, 1), (x,),
+                                          np.ones_like(p_out))
+        np.testing.assert_allclose(p_out, tp_out, **TOL)
+        np.testing.assert_allclose(F.maxpool2d_backward(np.ones_like(p_out), p_cache), tp_dx, **TOL)
+    finally:
+        _kernels.set_num_threads(before)
