@@ -304,3 +304,11 @@ def test_reduce_on_plateau_matches_torch(kw):
     assert again.state_dict() == st
     with pytest.raises(ValueError, match="mode"):
         O.ReduceLROnPlateau(mode="up")
+
+
+def test_onecycle_shorter_than_its_warmup_step_does_not_divide_by_zero():
+    # 4 steps, 25 % warm-up: the warm-up phase ends at step 0 (a zero-length phase)
+    sched = O.OneCycle(0.2, total_steps=4, pct_start=0.25)
+    lrs = [sched(t) for t in range(4)]
+    assert lrs[0] == pytest.approx(0.2)           # the (empty) warm-up is complete
+    assert all(np.isfinite(lrs)) and lrs[-1] < lrs[1] < lrs[0]

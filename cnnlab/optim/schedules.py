@@ -187,7 +187,10 @@ class OneCycle(Schedule):
         start_step = 0.0
         for i, (end_step, lo, hi) in enumerate(self._phases):
             if t <= end_step or i == len(self._phases) - 1:
-                return self._anneal(lo, hi, (t - start_step) / (end_step - start_step))
+                span = end_step - start_step
+                # a phase shorter than one step (very short runs) is already complete
+                # (torch's OneCycleLR divides by zero there)
+                return self._anneal(lo, hi, (t - start_step) / span if span > 0 else 1.0)
             start_step = end_step
         raise AssertionError("unreachable")  # pragma: no cover
 
