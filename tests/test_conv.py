@@ -252,6 +252,8 @@ def test_convnd_infers_rank_and_named_wrappers_agree(rng):
 def test_threads_and_chunks_match_torch(threads, xs, ws, stride, padding, rng, monkeypatch):
     from cnnlab.functional import _kernels
     monkeypatch.setattr(_kernels, "_CHUNK_BYTES", 3000)  # several chunks per part
+    monkeypatch.setattr(_kernels, "_GRAIN_SCALE", 0)  # split even these tiny inputs
+    monkeypatch.setattr(_kernels, "_GEMM_BLOCK", 7)  # several GEMM blocks per part
     before = _kernels.get_num_threads()
     _kernels.set_num_threads(threads)
     try:

@@ -20,7 +20,6 @@ import itertools
 import os
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -47,22 +46,85 @@ def _default_threads():
 
 
 _threads = _default_threads()
-_executor = None
 _blas_libs = None
 _local = threading.local()
+
+
+class _Worker:
+    """One persistent thread that runs a part when its ``go`` lock is released and
+    releases ``done`` after. Two bare locks are the cheapest hand-over Python has:
+    measured 5 us a round trip here, against 85 us through a ThreadPoolExecutor (its
+    queue and futures), which at ten parallel ops per LeNet step cost ~0.8 ms."""
+
+    def __init__(self, index):
+        self.go, self.done = threading.Lock(), threading.Lock()
+        self.go.acquire()
+        self.done.acquire()
+        self.task = self.result = self.error = None
+        self.thread = threading.Thread(target=self._loop, name=f"cnnlab-{index}", daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        _local.busy = True  # a parallel() call inside a part runs inline
+        while True:
+            self.go.acquire()
+            task = self.task
+            if task is None:  # shut down
+                return
+            try:
+                self.result = task[0](task[1], task[2])
+            except BaseException as e:  # handed to the caller
+                self.error = e
+            self.done.release()
+
+    def start(self, fn, lo, hi):
+        self.task, self.result, self.error = (fn, lo, hi), None, None
+        self.go.release()
+
+    def finish(self):
+        self.done.acquire()
+        self.task = None
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        return self.result
+
+    def stop(self):
+        self.task = None
+        self.go.release()
+        self.thread.join()
+
+
+_workers = []
+_pool_lock = threading.Lock()  # one parallel() at a time; a second caller runs inline
+
+
+def _drop_workers():
+    global _workers
+    for wk in _workers:
+        wk.stop()
+    _workers = []
+
+
+def _forget_workers_after_fork():
+    global _workers, _pool_lock
+    _workers, _pool_lock = [], threading.Lock()  # the threads did not survive the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_workers_after_fork)
 
 
 def set_num_threads(n):
     """Number of threads the kernels split a batch over (default: the usable cores, or
     the environment variable CNNLAB_NUM_THREADS). 1 runs everything in the caller."""
-    global _threads, _executor
+    global _threads
     n = int(n)
     if n < 1:
         raise ValueError(f"n must be a positive number of threads, got {n}")
-    if _executor is not None:
-        _executor.shutdown(wait=True)
-        _executor = None
-    _threads = n
+    with _pool_lock:
+        _drop_workers()
+        _threads = n
 
 
 def get_num_threads():
@@ -81,42 +143,64 @@ def _blas():
     return _blas_libs
 
 
-def partition(n, min_items=2):
-    """Bounds [0, b1, ..., n] splitting n images into one contiguous part per thread."""
+# The least work worth a part of its own. Below it a second thread costs more than it
+# saves: the parts' many short NumPy calls hand the GIL back and forth (a futex wake
+# each, 5-50 us on a VM) and the memory-bound ones share one memory bus. Measured on
+# 2 cores: LeNet-5's convs (15-30 MFLOP) and its 64x6x28x28 max pool (300k numbers) ran
+# 10-30 % slower on 2 threads than on 1; a 2.4 GFLOP conv and a 2M-number pool ran
+# 1.4x and 1.8x faster. Tests set _GRAIN_SCALE to 0 to split even tiny inputs.
+FLOPS_PER_PART = 50e6
+NUMBERS_PER_PART = 600_000
+_GRAIN_SCALE = 1.0
+
+
+def partition(n, min_items=2, work=0.0, grain=0.0):
+    """Bounds [0, b1, ..., n] splitting n items (images, taps, columns) into one contiguous
+    part per thread, at least ``min_items`` each and, when ``grain`` is given, at least
+    ``grain`` of the op's total ``work`` (FLOPs, or numbers moved) each."""
     parts = max(1, min(_threads, n // max(1, min_items)))
+    if grain and _GRAIN_SCALE:
+        parts = max(1, min(parts, int(work // (grain * _GRAIN_SCALE))))
     return [n * i // parts for i in range(parts + 1)]
 
 
-def _run_part(fn, lo, hi):
-    _local.busy = True  # a parallel() call inside a part runs inline
-    try:
-        return fn(lo, hi)
-    finally:
-        _local.busy = False
-
-
 def parallel(fn, bounds):
-    """[fn(lo, hi) for each part of ``bounds``], the parts run on the thread pool (the
-    first in the calling thread) with BLAS single-threaded; inline when there is one part
-    or when called from inside a part."""
-    if len(bounds) <= 2 or getattr(_local, "busy", False):
+    """[fn(lo, hi) for each part of ``bounds``], the parts run on the worker threads (the
+    first in the calling thread) with BLAS single-threaded; inline when there is one part,
+    when called from inside a part, or while another thread's parallel() runs."""
+    if len(bounds) <= 2 or getattr(_local, "busy", False) or not _pool_lock.acquire(blocking=False):
         return [fn(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
-    global _executor
-    if _executor is None:
-        _executor = ThreadPoolExecutor(max(1, _threads - 1), thread_name_prefix="cnnlab")
-    libs = _blas()
-    saved = [lc.get_num_threads() for lc in libs]
-    for lc in libs:
-        lc.set_num_threads(1)
-    futures = []
     try:
-        futures = [_executor.submit(_run_part, fn, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
-        first = _run_part(fn, bounds[0], bounds[1])
-        return [first] + [f.result() for f in futures]
+        while len(_workers) < len(bounds) - 2:
+            _workers.append(_Worker(len(_workers) + 1))
+        libs = _blas()
+        saved = [lc.get_num_threads() for lc in libs]
+        for lc in libs:
+            lc.set_num_threads(1)
+        started = []
+        try:
+            for wk, lo, hi in zip(_workers, bounds[1:-1], bounds[2:]):
+                wk.start(fn, lo, hi)
+                started.append(wk)
+            _local.busy = True
+            try:
+                first = fn(bounds[0], bounds[1])
+            finally:
+                _local.busy = False
+                rest, error = [], None
+                for wk in started:  # wait for every part, even after an error
+                    try:
+                        rest.append(wk.finish())
+                    except BaseException as e:
+                        error = error or e
+            if error is not None:
+                raise error
+            return [first] + rest
+        finally:
+            for lc, k in zip(libs, saved):
+                lc.set_num_threads(k)
     finally:
-        wait(futures)
-        for lc, k in zip(libs, saved):
-            lc.set_num_threads(k)
+        _pool_lock.release()
 
 
 # --------------------------------------------------------------------------- memory
@@ -280,6 +364,30 @@ def _bl(offset, stride, dilation, out_shape):
     return (slice(None),) + _offset_slices(offset, stride, dilation, out_shape) + (slice(None),)
 
 
+# A GEMM whose small operand is tiny (6 filters x 25 taps, the weights of a conv on a
+# gray or RGB image) against a very long one (every pixel of the batch) runs 1.5-3x
+# faster in blocks of ~1k columns than in one call: OpenBLAS otherwise streams the long
+# operand through its packing routine out of cache. Measured, one thread: (6,25)@(25,50176)
+# 0.43 -> 0.27 ms, its dw (6,50176)@(50176,25) 0.85 -> 0.30 ms, (32,27)@(27,65536) dw
+# 2.5 -> 1.5 ms; with a larger small operand (16x150 and up) blocking gained nothing.
+_GEMM_BLOCK = 1024
+
+
+def _blocks(lo, hi, small):
+    """Column blocks of [lo, hi) for a GEMM whose small operand has ``small`` numbers."""
+    step = _GEMM_BLOCK if small <= 1200 else max(hi - lo, 1)
+    return [(j, min(j + step, hi)) for j in range(lo, hi, step)]
+
+
+def _gemm_nt_blocked(a, b, lo, hi):
+    """a[:, lo:hi] @ b[:, lo:hi].T, summed over column blocks (see _blocks)."""
+    out = np.zeros((a.shape[0], b.shape[0]), dtype=a.dtype)
+    tmp = np.empty_like(out)
+    for j, k in _blocks(lo, hi, a.shape[0] * b.shape[0]):
+        out += np.matmul(a[:, j:k], b[:, j:k].T, out=tmp)
+    return out
+
+
 # im2col in chunks of whole images whose column matrix fits in the cache: the copy and
 # the GEMM that reads it then stay out of main memory (measured: 40 -> 22 ms for a
 # 64x32x32x32 -> 64-filter 3x3 forward), and no (N*P, T*C) matrix is kept for big convs.
@@ -314,7 +422,8 @@ def conv_forward(x, w, b, stride, pads, dilation, out_shape):
     kernel = w.shape[2:]
     ntap = int(np.prod(kernel)) * c
     p = int(np.prod(out_shape))
-    bounds = partition(n)
+    flops = 2.0 * n * p * kdim * ntap
+    bounds = partition(n, 2, flops, FLOPS_PER_PART)
     if _use_channels_last(c, kernel, stride):
         xp = to_channels_last_padded(x, pads)
         # (K, C, *k) -> (*k, C, K) so rows match the (tap, channel) order of the columns
@@ -344,18 +453,19 @@ def conv_forward(x, w, b, stride, pads, dilation, out_shape):
         for t, offset in taps[lo:hi]:
             cols_t[t] = xp[_bl(offset, stride, dilation, out_shape)]
 
-    parallel(fill, partition(len(taps), 1))
+    parallel(fill, partition(len(taps), 1, cols_t.size, NUMBERS_PER_PART))
     cols_t = cols_t.reshape(ntap, -1)
     # (K, C, *k) -> (K, T, C) so columns match the (tap, channel) rows of the columns
     w2t = np.ascontiguousarray(w.reshape(kdim, c, -1).transpose(0, 2, 1)).reshape(kdim, ntap)
     y = np.empty((kdim, p * n), dtype=x.dtype)
 
     def gemm(lo, hi):
-        np.matmul(w2t, cols_t[:, lo:hi], out=y[:, lo:hi])
-        if b is not None:
+        for j, k in _blocks(lo, hi, w2t.size if kdim <= 16 else np.inf):  # measured: helps only here
+            np.matmul(w2t, cols_t[:, j:k], out=y[:, j:k])
+        if b is not None:  # once per part: per block it cost more than the GEMM saved
             y[:, lo:hi] += b[:, None]
 
-    parallel(gemm, partition(p * n, 1024))
+    parallel(gemm, partition(p * n, 1024, flops, FLOPS_PER_PART))
     y = y.reshape((kdim,) + tuple(out_shape) + (n,))
     return np.moveaxis(y, -1, 0), ("major", cols_t, w2t, None, xp.shape, memory_order(x))
 
@@ -417,7 +527,9 @@ def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
     else:
         cols_t, spatial = buf, kcache[4][1:-1]
         d_kpn = np.moveaxis(dout, 0, -1).reshape(kdim, -1)  # free if dout is in our layout
-        dw = sum(parallel(lambda lo, hi: d_kpn[:, lo:hi] @ cols_t[:, lo:hi].T, partition(d_kpn.shape[1], 1024)))
+        flops = 2.0 * d_kpn.size * cols_t.shape[0]
+        dw = sum(parallel(lambda lo, hi: _gemm_nt_blocked(d_kpn, cols_t, lo, hi),
+                          partition(d_kpn.shape[1], 1024, flops, FLOPS_PER_PART)))
         dw = np.ascontiguousarray(dw.reshape((kdim, -1, c)).transpose(0, 2, 1)).reshape(w.shape)
         db = d_kpn.sum(axis=1)
         w2_rows = w2.T
@@ -449,7 +561,7 @@ def _col2im_batch_last(w2_rows, d_kpn, kernel, c, out_shape, spatial, pads, stri
         for t, offset in taps:
             sub[_bl(offset, stride, dilation, out_shape)] += dcols_t[t]
 
-    parallel(part, partition(c, 1))
+    parallel(part, partition(c, 1, 2.0 * w2_rows.size * d_kpn.shape[1], FLOPS_PER_PART))
     interior = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(spatial, pads))
     dx = empty_in_order((n, c) + tuple(s - lo - hi for s, (lo, hi) in zip(spatial, pads)), dxp.dtype, x_order)
     dx[...] = np.moveaxis(dxp[(slice(None),) + interior], -1, 0)
@@ -531,7 +643,7 @@ def maxpool_forward(x, kernel, stride, pads, out_shape, with_arg=True):
             a += np.greater(eq, found).view(np.uint8).astype(itype, copy=False) * itype(t)
             found |= eq
 
-    parallel(part, partition(x.shape[0]))
+    parallel(part, partition(x.shape[0], 2, x.size, NUMBERS_PER_PART))
     return out, arg
 
 
@@ -553,7 +665,7 @@ def maxpool_backward(dout, arg, x_shape, kernel, stride, pads, order=None):
             else:
                 dx[sl] += masked(d, a == t, finite=finite)
 
-    parallel(part, partition(dout.shape[0]))
+    parallel(part, partition(dout.shape[0], 2, dxp.size, NUMBERS_PER_PART))
     return _unpad(dxp, pads)
 
 

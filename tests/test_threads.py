@@ -1,0 +1,65 @@
+"""The kernels' thread pool: parts cover the input exactly, errors reach the caller, and
+nested or concurrent calls run inline instead of deadlocking."""
+import threading
+
+import numpy as np
+import pytest
+
+from cnnlab.functional import _kernels
+
+
+@pytest.fixture
+def three_threads():
+    before = _kernels.get_num_threads()
+    _kernels.set_num_threads(3)
+    yield
+    _kernels.set_num_threads(before)
+
+
+def test_parts_cover_every_item_once_and_run_on_several_threads(three_threads):
+    seen = np.zeros(100, dtype=int)
+    names = set()
+
+    def part(lo, hi):
+        seen[lo:hi] += 1
+        names.add(threading.current_thread().name)
+        return hi - lo
+
+    assert sum(_kernels.parallel(part, _kernels.partition(100))) == 100
+    np.testing.assert_array_equal(seen, 1)
+    assert len(names) == 3
+
+
+def test_an_error_in_a_worker_part_reaches_the_caller_and_the_pool_still_works(three_threads):
+    def part(lo, hi):
+        if lo > 0:
+            raise KeyError(f"part {lo}")
+        return lo
+
+    with pytest.raises(KeyError, match="part"):
+        _kernels.parallel(part, [0, 1, 2, 3])
+    assert _kernels.parallel(lambda lo, hi: (lo, hi), [0, 1, 2, 3]) == [(0, 1), (1, 2), (2, 3)]
+
+
+def test_nested_and_concurrent_calls_run_inline(three_threads):
+    inner = _kernels.parallel(lambda lo, hi: _kernels.parallel(lambda a, b: b - a, [0, 2, 4]),
+                              [0, 1, 2])
+    assert inner == [[2, 2], [2, 2]]
+    results = []
+
+    def caller():
+        results.append(sum(_kernels.parallel(lambda lo, hi: hi - lo, _kernels.partition(50))))
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert results == [50] * 4
+
+
+def test_small_work_stays_on_one_thread_large_work_splits(three_threads):
+    assert _kernels.partition(64, 2, work=1e6, grain=50e6) == [0, 64]
+    assert len(_kernels.partition(64, 2, work=1e9, grain=50e6)) == 4
+    with pytest.raises(ValueError, match="positive"):
+        _kernels.set_num_threads(0)
