@@ -385,6 +385,15 @@ def _blocks(lo, hi, small):
     return [(j, min(j + step, hi)) for j in range(lo, hi, step)]
 
 
+def _column_sums(a):
+    """a (M, K) -> (K,) sums over the rows, as a GEMV (ones @ a): 17x faster than
+    a.sum(axis=0) for a (6400, 16) gradient. Called inside the parts of parallel(), where
+    BLAS is single-threaded: a multi-threaded BLAS call outside them leaves OpenBLAS's
+    threads spin-waiting for ~ms, and they then steal the core from the next parallel op
+    (measured: a 64x64x16x16 -> 128 conv backward 29 -> 49 ms)."""
+    return np.ones(a.shape[0], dtype=a.dtype) @ a
+
+
 def _gemm_nt_blocked(a, b, lo, hi):
     """a[:, lo:hi] @ b[:, lo:hi].T, summed over column blocks (see _blocks)."""
     out = np.zeros((a.shape[0], b.shape[0]), dtype=a.dtype)
@@ -480,7 +489,7 @@ def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
     """Gradients of :func:`conv_forward`: (dx, dw, db).
 
     dw = dout^T @ cols (GEMMs against the im2col columns, kept or rebuilt per chunk),
-    db = the sum of dout, and dx by one of three routes:
+    db = the sum of dout (per part), and dx by one of three routes:
     - stride 1, >= 16 input channels: dx is itself a convolution, of dout with the
       kernel flipped in space and K <-> C swapped, run by :func:`conv_forward`;
     - strided, >= 16 channels: dcols = dout @ w2^T per chunk, scattered back (col2im,
@@ -519,12 +528,11 @@ def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
                     for t, offset in _taps_nd(kernel):
                         dchunk[(slice(None),) + _offset_slices(offset, stride, dilation, out_shape)] += \
                             dcols[..., t * c:(t + 1) * c]
-            return dw2
+            return dw2, _column_sums(d2[lo * p:hi * p])
 
-        dw2 = sum(parallel(part, bounds))
+        dw2, db = (sum(r) for r in zip(*parallel(part, bounds)))
         dw = dw2.reshape(kernel + (c, kdim))
         dw = np.ascontiguousarray(dw.transpose((nsp + 1, nsp) + tuple(range(nsp))))
-        db = d2.sum(axis=0)
         spatial = xp.shape[1:-1]
         if scatter_last:
             interior = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(spatial, pads))
@@ -534,10 +542,10 @@ def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
         cols_t, spatial = buf, kcache[4][1:-1]
         d_kpn = np.moveaxis(dout, 0, -1).reshape(kdim, -1)  # free if dout is in our layout
         flops = 2.0 * d_kpn.size * cols_t.shape[0]
-        dw = sum(parallel(lambda lo, hi: _gemm_nt_blocked(d_kpn, cols_t, lo, hi),
-                          partition(d_kpn.shape[1], 1024, flops, FLOPS_PER_PART)))
+        dw, db = (sum(r) for r in zip(*parallel(
+            lambda lo, hi: (_gemm_nt_blocked(d_kpn, cols_t, lo, hi), _column_sums(d_kpn[:, lo:hi].T)),
+            partition(d_kpn.shape[1], 1024, flops, FLOPS_PER_PART))))
         dw = np.ascontiguousarray(dw.reshape((kdim, -1, c)).transpose(0, 2, 1)).reshape(w.shape)
-        db = d_kpn.sum(axis=1)
         w2_rows = w2.T
     if not need_dx:
         return None, dw, db
