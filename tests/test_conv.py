@@ -246,7 +246,8 @@ def test_convnd_infers_rank_and_named_wrappers_agree(rng):
     ((7, 20, 9, 9), (4, 20, 3, 3), 2, 1),     # channels-last, strided: channels-last scatter
     ((5, 16, 9, 9), (4, 16, 3, 3), 1, 1),     # channels-last, stride 1: dx by correlation
     ((3, 64, 5, 6), (64, 64, 3, 3), 1, 1),    # stride 1, 64+ channels: channels-last scatter
-    ((6, 6, 14, 14), (16, 6, 5, 5), 1, 0),    # channels-last, few channels: batch-last col2im
+    ((6, 12, 9, 9), (5, 12, 3, 3), 1, 0),     # channels-last, 12-15 channels: batch-last col2im
+    ((6, 6, 14, 14), (16, 6, 5, 5), 1, 0),    # batch-last (LeNet's second conv)
     ((5, 3, 8, 8), (5, 3, 3, 3), 1, 1),       # batch-last (RGB-like input)
     ((4, 1, 9, 9), (3, 1, 5, 5), 2, 2),       # batch-last, strided
 ])
