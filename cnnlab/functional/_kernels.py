@@ -17,6 +17,7 @@ window (9 for 3x3), over cache-sized chunks of images, and over one part per thr
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import sys
 import threading
@@ -290,7 +291,10 @@ def empty_in_order(shape, dtype, order, zero=False):
     so a gradient comes back in the layout of the activation it belongs to."""
     make = np.zeros if zero else np.empty
     buf = make(tuple(shape[i] for i in order), dtype=dtype)
-    return buf.transpose(np.argsort(order))
+    inverse = [0] * len(order)
+    for pos, axis in enumerate(order):
+        inverse[axis] = pos
+    return buf.transpose(inverse)
 
 
 def _copy_in_order(a, order):
@@ -416,8 +420,8 @@ def _im2col_chunks(xp, lo, hi, kernel, stride, dilation, out_shape):
     image slice, the matching slice of (N*P)-row matrices, and cols (rows, T*C), one
     buffer reused from chunk to chunk."""
     c = xp.shape[-1]
-    p = int(np.prod(out_shape))
-    ntap = int(np.prod(kernel)) * c
+    p = math.prod(out_shape)
+    ntap = math.prod(kernel) * c
     nb = int(max(1, min(hi - lo, _CHUNK_BYTES // max(1, p * ntap * xp.itemsize))))
     buf = np.empty((nb * p, ntap), dtype=xp.dtype)
     for i in range(lo, hi, nb):
@@ -437,8 +441,8 @@ def conv_forward(x, w, b, stride, pads, dilation, out_shape):
     n = x.shape[0]
     kdim, c = w.shape[:2]
     kernel = w.shape[2:]
-    ntap = int(np.prod(kernel)) * c
-    p = int(np.prod(out_shape))
+    ntap = math.prod(kernel) * c
+    p = math.prod(out_shape)
     flops = 2.0 * n * p * kdim * ntap
     bounds = partition(n, 2, flops, FLOPS_PER_PART)
     if _use_channels_last(c, kernel, stride):
@@ -509,7 +513,7 @@ def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
     kernel = w.shape[2:]
     nsp = len(kernel)
     out_shape = tuple(dout.shape[2:])
-    p = int(np.prod(out_shape))
+    p = math.prod(out_shape)
     strided = any(st != 1 for st in stride)
     if layout == "last":
         xp, kept = buf, kcache[4]  # the channels-last padded input; columns if kept
@@ -571,7 +575,7 @@ def _col2im_batch_last(w2_rows, d_kpn, kernel, c, out_shape, spatial, pads, stri
     contiguous numbers on both sides; channels split over threads. dx is returned in
     the memory order ``x_order`` of the conv's input (where it flows next)."""
     kdim = w2_rows.shape[1]
-    n = d_kpn.shape[1] // int(np.prod(out_shape))
+    n = d_kpn.shape[1] // math.prod(out_shape)
     taps = _taps_nd(kernel)
     w3 = w2_rows.reshape(len(taps), c, kdim)
     dxp = np.zeros((c,) + tuple(spatial) + (n,), dtype=w2_rows.dtype)

@@ -4,6 +4,8 @@ x (N, d_1, ..., d_k) with D = prod(d_i), w (D, M), b (M,) -> out (N, M).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._args import as_float_array
@@ -17,7 +19,7 @@ def affine_forward(x, w, b):
         raise ValueError(f"x must have a batch axis, got a scalar")
     if w.ndim != 2:
         raise ValueError(f"w must be 2-D (D, M), got shape {w.shape}")
-    d = int(np.prod(x.shape[1:]))
+    d = math.prod(x.shape[1:])
     if d != w.shape[0]:
         raise ValueError(
             f"x has D={d} features per sample (shape {x.shape}) but w expects D={w.shape[0]} (shape {w.shape})")

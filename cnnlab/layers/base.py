@@ -58,6 +58,7 @@ class Layer:
         self.output_shape = None
         self.dtype = None
         self._cache = None        # None: no forward kept a cache
+        self._accepted = None     # the last per-sample shape forward() checked and accepted
         self._need_dx = True      # set by backward(need_dx=...) for _backward to read
 
     # ------------------------------------------------------------------ naming
@@ -90,6 +91,7 @@ class Layer:
         self._build(input_shape, rng, dtype)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self.input_shape, self.output_shape, self.dtype = input_shape, out_shape, dtype
+        self._accepted = None
         self.built = True
 
     def _already_built(self, input_shape, dtype):
@@ -143,10 +145,12 @@ class Layer:
             self._lazy_build(x)
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
-        try:
-            self.check_input_shape(x.shape[1:])
-        except ValueError as exc:
-            raise ValueError(self._shape_error(x, exc)) from None
+        if x.shape[1:] != self._accepted:  # checking every batch cost ~3 us a layer
+            try:
+                self.check_input_shape(x.shape[1:])
+            except ValueError as exc:
+                raise ValueError(self._shape_error(x, exc)) from None
+            self._accepted = x.shape[1:]
         return x
 
     def _lazy_build(self, x):

@@ -168,6 +168,7 @@ class Sequential(Container):
                 self.layers.pop()
                 raise
             self.output_shape = layer.output_shape
+            self._accepted = None  # the accepted input shapes were checked without it
         return self
 
     def __len__(self):
