@@ -368,3 +368,48 @@ def test_deserialize_errors():
         L.deserialize({"config": {}})
     with pytest.raises(TypeError, match="Layer"):
         L.serialize("conv")
+
+
+def _layer_by_layer(model, x, dout):
+    h = x
+    for layer in model.layers:
+        h = layer.forward(h, training=True)
+    d = dout
+    for layer in reversed(model.layers):
+        d = layer.backward(d)
+    return h, d, {q: layer.grads[k].copy() for q, layer, k in model.named_parameters()}
+
+
+def test_relu_then_max_pool_is_run_pool_first_with_identical_results():
+    # an identity kernel makes the conv output the integer input: many exact ties and
+    # all-negative windows, where a wrong swap would route gradients differently
+    model = L.Sequential([L.Conv2D(2, 3, padding=1), L.ReLU(), L.MaxPool2D(2), L.Flatten(), L.Dense(3)],
+                         input_shape=(2, 6, 6), seed=0, dtype=np.float64)
+    w = model.layers[0].params["w"]
+    w[...] = 0
+    w[0, 0, 1, 1] = w[1, 1, 1, 1] = 1
+    rng = np.random.default_rng(5)
+    x = rng.integers(-2, 3, (4, 2, 6, 6)).astype(np.float64)
+    dout = rng.standard_normal((4, 3))
+    out = model.forward(x, training=True)
+    assert model._order == [0, 2, 1, 3, 4]  # the swap happened
+    dx = model.backward(dout)
+    grads = {q: layer.grads[k].copy() for q, layer, k in model.named_parameters()}
+    ref_out, ref_dx, ref_grads = _layer_by_layer(model, x, dout)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(dx, ref_dx)
+    for q in grads:
+        np.testing.assert_array_equal(grads[q], ref_grads[q], err_msg=q)
+
+
+def test_relu_then_max_pool_keeps_the_written_order_when_a_nan_is_about():
+    model = L.Sequential([L.ReLU(), L.MaxPool2D(2)], input_shape=(1, 4, 4), dtype=np.float64)
+    x = np.arange(16.0).reshape(1, 1, 4, 4) - 8
+    x[0, 0, 0, 1] = np.nan
+    out = model.forward(x, training=True)
+    assert model._order == [0, 1]
+    dx = model.backward(np.ones_like(out))
+    ref_out, ref_dx, _ = _layer_by_layer(model, x, np.ones_like(out))
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(dx, ref_dx)
+    assert model.forward(x, training=False).shape == (1, 1, 2, 2)
