@@ -364,6 +364,8 @@ def _batch_last_padded(x, pads):
     """(N, C, *S) -> zero-padded batch-last copy (C, *(S + lo + hi), N)."""
     n, c = x.shape[:2]
     spatial = x.shape[2:]
+    if all(lo == 0 and hi == 0 for lo, hi in pads) and np.moveaxis(x, 0, -1).flags.c_contiguous:
+        return np.moveaxis(x, 0, -1)  # already batch-last (the output of a batch-last op)
     xp = np.zeros((c,) + tuple(s + lo + hi for s, (lo, hi) in zip(spatial, pads)) + (n,), dtype=x.dtype)
     xp[(slice(None),) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(spatial, pads))] = np.moveaxis(x, 0, -1)
     return xp
@@ -587,6 +589,8 @@ def _col2im_batch_last(w2_rows, d_kpn, kernel, c, out_shape, spatial, pads, stri
             sub[_bl(offset, stride, dilation, out_shape)] += dcols_t[t]
 
     parallel(part, partition(c, 1, 2.0 * w2_rows.size * d_kpn.shape[1], FLOPS_PER_PART))
+    if x_order == memory_order(np.moveaxis(dxp, -1, 0)) and all(lo == hi == 0 for lo, hi in pads):
+        return np.moveaxis(dxp, -1, 0)  # x was batch-last too: no copy
     interior = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(spatial, pads))
     dx = empty_in_order((n, c) + tuple(s - lo - hi for s, (lo, hi) in zip(spatial, pads)), dxp.dtype, x_order)
     dx[...] = np.moveaxis(dxp[(slice(None),) + interior], -1, 0)

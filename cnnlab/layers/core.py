@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
+from ..functional import _kernels
 from . import _checks, _fused, initializers
 from .base import Layer
 from .serialization import register
@@ -25,10 +26,15 @@ class Flatten(Layer):
         return (int(np.prod(input_shape)),)
 
     def _forward(self, x, training, keep):
-        return x.reshape(x.shape[0], -1), (x.shape if keep else None)
+        return x.reshape(x.shape[0], -1), ((x.shape, _kernels.memory_order(x)) if keep else None)
 
     def _backward(self, dout, cache):
-        return dout.reshape(cache)
+        # dx in the memory layout of x (channels- or batch-last when a conv made it), where
+        # the layers before work on it: mixed layouts cost them ~3x (LeNet's last ReLU)
+        shape, order = cache
+        dx = _kernels.empty_in_order(shape, dout.dtype, order)
+        dx[...] = dout.reshape(shape)
+        return dx
 
     def flops(self, input_shape):
         return 0
