@@ -371,6 +371,16 @@ def _batch_last_padded(x, pads):
     return xp
 
 
+def _window_view_batch_last(xp, kernel, stride, dilation, out_shape):
+    """Zero-copy view (*kernel, C, *out, N) of a batch-last (C, *Sp, N) array: element
+    [t.., c, o.., n] is xp[c, o*stride + t*dilation, n] along each spatial axis."""
+    sc, ss, sn = xp.strides[0], xp.strides[1:-1], xp.strides[-1]
+    shape = tuple(kernel) + (xp.shape[0],) + tuple(out_shape) + (xp.shape[-1],)
+    strides = (tuple(s * d for s, d in zip(ss, dilation)) + (sc,)
+               + tuple(s * st for s, st in zip(ss, stride)) + (sn,))
+    return as_strided(xp, shape=shape, strides=strides, writeable=False)
+
+
 def _bl(offset, stride, dilation, out_shape):
     """Index of kernel tap ``offset`` across all outputs in a (C, *Sp, N) array."""
     return (slice(None),) + _offset_slices(offset, stride, dilation, out_shape) + (slice(None),)
@@ -469,14 +479,13 @@ def conv_forward(x, w, b, stride, pads, dilation, out_shape):
         y = y.reshape((n,) + tuple(out_shape) + (kdim,))
         return channels_first_view(y), ("last", xp, w2, bounds, kept, memory_order(x))
     xp = _batch_last_padded(x, pads)
-    taps = _taps_nd(kernel)
-    cols_t = np.empty((len(taps), c) + tuple(out_shape) + (n,), dtype=x.dtype)
+    cols_t = np.empty(tuple(kernel) + (c,) + tuple(out_shape) + (n,), dtype=x.dtype)
+    windows = _window_view_batch_last(xp, kernel, stride, dilation, out_shape)
 
-    def fill(lo, hi):
-        for t, offset in taps[lo:hi]:
-            cols_t[t] = xp[_bl(offset, stride, dilation, out_shape)]
+    def fill(lo, hi):  # kernel rows lo..hi, in one copy (runs of Wo*N numbers)
+        np.copyto(cols_t[lo:hi], windows[lo:hi])
 
-    parallel(fill, partition(len(taps), 1, cols_t.size, NUMBERS_PER_PART))
+    parallel(fill, partition(kernel[0], 1, cols_t.size, NUMBERS_PER_PART))
     cols_t = cols_t.reshape(ntap, -1)
     # (K, C, *k) -> (K, T, C) so columns match the (tap, channel) rows of the columns
     w2t = np.ascontiguousarray(w.reshape(kdim, c, -1).transpose(0, 2, 1)).reshape(kdim, ntap)
