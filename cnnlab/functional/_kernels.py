@@ -389,16 +389,37 @@ def _bl(offset, stride, dilation, out_shape):
 # A GEMM whose small operand is tiny (6 filters x 25 taps, the weights of a conv on a
 # gray or RGB image) against a very long one (every pixel of the batch) runs 1.5-3x
 # faster in blocks of ~1k columns than in one call: OpenBLAS otherwise streams the long
-# operand through its packing routine out of cache. Measured, one thread: (6,25)@(25,50176)
-# 0.43 -> 0.27 ms, its dw (6,50176)@(50176,25) 0.85 -> 0.30 ms, (32,27)@(27,65536) dw
-# 2.5 -> 1.5 ms; with a larger small operand (16x150 and up) blocking gained nothing.
+# operand through its packing routine out of cache. The blocks go to one batched matmul
+# (a stack of (.., 1024) views: NumPy loops over them in C). Measured, one thread:
+# (6,25)@(25,50176) 0.43 -> 0.25 ms, its dw (6,50176)@(50176,25) 0.85 -> 0.26 ms,
+# (32,27)@(27,65536) dw 2.5 -> 1.4 ms; with a larger small operand (16x150 and up)
+# blocking gained nothing.
 _GEMM_BLOCK = 1024
 
 
-def _blocks(lo, hi, small):
-    """Column blocks of [lo, hi) for a GEMM whose small operand has ``small`` numbers."""
-    step = _GEMM_BLOCK if small <= 1200 else max(hi - lo, 1)
-    return [(j, min(j + step, hi)) for j in range(lo, hi, step)]
+def _blocked(small):
+    return small <= 1200
+
+
+def _stacked(a, lo, hi):
+    """a[:, lo:hi] as a stack of column blocks (blocks, rows, _GEMM_BLOCK) -- a view --
+    and the leftover columns (rows, < _GEMM_BLOCK)."""
+    nb = (hi - lo) // _GEMM_BLOCK
+    mid = lo + nb * _GEMM_BLOCK
+    stack = a[:, lo:mid].reshape(a.shape[0], nb, _GEMM_BLOCK).transpose(1, 0, 2)
+    return stack, a[:, mid:hi]
+
+
+def _gemm_blocked(w, cols, out, lo, hi):
+    """out[:, lo:hi] = w @ cols[:, lo:hi], in column blocks when w is tiny."""
+    if not _blocked(w.size):
+        np.matmul(w, cols[:, lo:hi], out=out[:, lo:hi])
+        return
+    (cs, cr), (os_, or_) = _stacked(cols, lo, hi), _stacked(out, lo, hi)
+    if len(cs):
+        np.matmul(w, cs, out=os_)
+    if cr.shape[1]:
+        np.matmul(w, cr, out=or_)
 
 
 def _column_sums(a):
@@ -411,13 +432,15 @@ def _column_sums(a):
 
 
 def _gemm_nt_blocked(a, b, lo, hi):
-    """a[:, lo:hi] @ b[:, lo:hi].T, summed over column blocks (see _blocks). Computed as
-    the transpose of b @ a.T, which OpenBLAS runs 1.2-1.8x faster for these shapes
+    """a[:, lo:hi] @ b[:, lo:hi].T, summed over column blocks when both are short. Computed
+    as the transpose of b @ a.T, which OpenBLAS runs 1.2-1.8x faster for these shapes
     (measured (16,6400)@(6400,150): 0.42 -> 0.24 ms)."""
-    out = np.zeros((b.shape[0], a.shape[0]), dtype=a.dtype)
-    tmp = np.empty_like(out)
-    for j, k in _blocks(lo, hi, a.shape[0] * b.shape[0]):
-        out += np.matmul(b[:, j:k], a[:, j:k].T, out=tmp)
+    if not _blocked(a.shape[0] * b.shape[0]):
+        return np.matmul(b[:, lo:hi], a[:, lo:hi].T).T
+    (as_, ar), (bs, br) = _stacked(a, lo, hi), _stacked(b, lo, hi)
+    out = np.matmul(bs, as_.transpose(0, 2, 1)).sum(axis=0) if len(bs) else 0
+    if br.shape[1]:
+        out = out + br @ ar.T
     return out.T
 
 
@@ -492,8 +515,10 @@ def conv_forward(x, w, b, stride, pads, dilation, out_shape):
     y = np.empty((kdim, p * n), dtype=x.dtype)
 
     def gemm(lo, hi):
-        for j, k in _blocks(lo, hi, w2t.size if kdim <= 16 else np.inf):  # measured: helps only here
-            np.matmul(w2t, cols_t[:, j:k], out=y[:, j:k])
+        if kdim <= 16:  # measured: blocking helps the forward GEMM only here
+            _gemm_blocked(w2t, cols_t, y, lo, hi)
+        else:
+            np.matmul(w2t, cols_t[:, lo:hi], out=y[:, lo:hi])
         if b is not None:  # once per part: per block it cost more than the GEMM saved
             y[:, lo:hi] += b[:, None]
 
