@@ -680,15 +680,19 @@ def _unpad(dxp, pads):
 
 def maxpool_forward(x, kernel, stride, pads, out_shape, with_arg=True):
     """out[n, c, o] = max over the window, as prod(k) np.maximum passes over strided
-    slices (no window copy), the images split over threads. ``arg`` is the tap index of
-    the winner (uint8/16), the first maximum on ties as in PyTorch; NaN propagates."""
+    slices (no window copy), the images split over threads; NaN propagates.
+
+    ``wins`` (with_arg): bool (T, N, C, *out), wins[t] marks the windows whose winner is
+    tap t -- the first maximum on ties, as in PyTorch; a NaN window's is tap 0. Kept as
+    masks rather than an argmax index, the backward pass needs one multiply per tap
+    instead of a compare and a multiply, and the forward three passes per tap, not five."""
     xp = _pad_channels_first(x, pads, -np.inf)
     taps = list(_taps(kernel, stride, out_shape))
     full_out = x.shape[:2] + tuple(out_shape)
     order = memory_order(x)
-    out = empty_in_order(full_out, x.dtype, order)  # keep the input's layout (arg too, so
-    itype = np.uint8 if len(taps) <= 256 else np.uint16  # the backward's ops align)
-    arg = empty_in_order(full_out, itype, order, zero=True) if with_arg else None
+    out = empty_in_order(full_out, x.dtype, order)  # keep the input's layout (wins too, so
+    wins = (empty_in_order((len(taps),) + full_out, np.bool_, (0,) + tuple(i + 1 for i in order))
+            if with_arg else None)  # the backward's ops align)
 
     def part(lo, hi):
         xs, o = xp[lo:hi], out[lo:hi]
@@ -697,21 +701,27 @@ def maxpool_forward(x, kernel, stride, pads, out_shape, with_arg=True):
             np.maximum(o, xs[sl], out=o)
         if not with_arg:
             return
-        # arg = the first tap equal to the max, by boolean/uint arithmetic (np.copyto or
-        # np.where with a mask are ~10x slower); an all-NaN window keeps tap 0
-        a = arg[lo:hi]
-        found = xs[taps[0][1]] == o
+        w = wins[:, lo:hi]
+        found = np.equal(xs[taps[0][1]], o, out=w[0])  # some tap so far equals the max
+        spares = (np.empty_like(found), np.empty_like(found))  # in its memory layout
         for t, sl in taps[1:]:
-            eq = xs[sl] == o
-            a += np.greater(eq, found).view(np.uint8).astype(itype, copy=False) * itype(t)
-            found |= eq
+            eq = np.equal(xs[sl], o, out=w[t])
+            if t == len(taps) - 1 and all_finite(o):
+                np.greater(eq, found, out=w[t])  # eq and not found (no NaN: found is all set)
+                return
+            grown = np.bitwise_or(found, eq, out=spares[t % 2])
+            np.bitwise_xor(grown, found, out=w[t])  # eq and not found
+            found = grown
+        if len(taps) > 1 or not all_finite(o):
+            np.bitwise_or(w[0], np.logical_not(found), out=w[0])  # NaN windows: tap 0
 
     parallel(part, partition(x.shape[0], 2, x.size, NUMBERS_PER_PART))
-    return out, arg
+    return out, wins
 
 
-def maxpool_backward(dout, arg, x_shape, kernel, stride, pads, order=None):
-    """Route each upstream gradient to its window's winner, one strided pass per tap."""
+def maxpool_backward(dout, wins, x_shape, kernel, stride, pads, order=None):
+    """Route each upstream gradient to its window's winner: one multiply by the winner
+    mask of each tap (``wins`` from maxpool_forward)."""
     padded = x_shape[:2] + tuple(s + lo + hi for s, (lo, hi) in zip(x_shape[2:], pads))
     taps = list(_taps(kernel, stride, dout.shape[2:]))
     tiling = _is_tiling(x_shape[2:], kernel, stride, pads)
@@ -719,19 +729,19 @@ def maxpool_backward(dout, arg, x_shape, kernel, stride, pads, order=None):
     dxp = empty_in_order(padded, dout.dtype, order or tuple(range(len(padded))), zero=not tiling)
 
     finite = all_finite(dout)
-    if arg is not None and memory_order(dout) != memory_order(arg):
+    if memory_order(dout) != memory_order(wins[0]):
         # e.g. the gradient coming back through Flatten is C-ordered while the pooled
         # activation was channels-last: one copy beats prod(k) passes with mixed strides
         # (measured 0.43 -> 0.1 ms on LeNet's second pool)
-        dout = _copy_in_order(dout, memory_order(arg))
+        dout = _copy_in_order(dout, memory_order(wins[0]))
 
     def part(lo, hi):
-        d, a, dx = dout[lo:hi], arg[lo:hi], dxp[lo:hi]
+        d, w, dx = dout[lo:hi], wins[:, lo:hi], dxp[lo:hi]
         for t, sl in taps:
             if tiling:
-                masked(d, a == t, out=dx[sl], finite=finite)
+                masked(d, w[t], out=dx[sl], finite=finite)
             else:
-                dx[sl] += masked(d, a == t, finite=finite)
+                dx[sl] += masked(d, w[t], finite=finite)
 
     parallel(part, partition(dout.shape[0], 2, dxp.size, NUMBERS_PER_PART))
     return _unpad(dxp, pads)
