@@ -176,3 +176,20 @@ def test_pool_is_per_channel_without_parameters(impl, rng):
     out, _ = impl.maxpool2d_forward(x, 2)
     for c in range(4):
         np.testing.assert_array_equal(out[:, c:c + 1], impl.maxpool2d_forward(x[:, c:c + 1], 2)[0])
+
+
+@pytest.mark.parametrize("pool, stride, padding", [(2, 2, 0), (3, 2, 1), (2, 1, 0)])
+def test_max_pool_routes_like_torch_with_ties_nan_and_inf(pool, stride, padding):
+    rng = np.random.default_rng(7)
+    x = rng.integers(-2, 3, (2, 3, 6, 6)).astype(np.float64)  # many exact ties
+    x[0, 0, 0, 0] = x[0, 0, 1, 1] = np.nan   # two NaNs in one window
+    x[0, 1, 2, 3] = np.nan
+    x[1, 2, 4, 4] = np.inf
+    x[1, 0, 3, 3] = -np.inf
+    out, cache = F.maxpool2d_forward(x, pool, stride, padding)
+    dout = rng.standard_normal(out.shape)
+    dx = F.maxpool2d_backward(dout, cache)
+    t_out, (t_dx,) = torch_autograd(lambda a: torch.nn.functional.max_pool2d(a, pool, stride, padding),
+                                    (x,), dout)
+    np.testing.assert_array_equal(out, t_out)
+    np.testing.assert_allclose(dx, t_dx, rtol=1e-12, atol=1e-12)  # overlapping windows add

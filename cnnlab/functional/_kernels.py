@@ -683,7 +683,7 @@ def maxpool_forward(x, kernel, stride, pads, out_shape, with_arg=True):
     slices (no window copy), the images split over threads; NaN propagates.
 
     ``wins`` (with_arg): bool (T, N, C, *out), wins[t] marks the windows whose winner is
-    tap t -- the first maximum on ties, as in PyTorch; a NaN window's is tap 0. Kept as
+    tap t -- the first maximum on ties and the last NaN, as in PyTorch. Kept as
     masks rather than an argmax index, the backward pass needs one multiply per tap
     instead of a compare and a multiply, and the forward three passes per tap, not five."""
     xp = _pad_channels_first(x, pads, -np.inf)
@@ -712,8 +712,14 @@ def maxpool_forward(x, kernel, stride, pads, out_shape, with_arg=True):
             grown = np.bitwise_or(found, eq, out=spares[t % 2])
             np.bitwise_xor(grown, found, out=w[t])  # eq and not found
             found = grown
-        if len(taps) > 1 or not all_finite(o):
-            np.bitwise_or(w[0], np.logical_not(found), out=w[0])  # NaN windows: tap 0
+        if not all_finite(o):
+            # a window holding NaN has no tap equal to its max (NaN); as in PyTorch, its
+            # winner is its last NaN (rare: a few extra passes)
+            taken = np.zeros_like(found)
+            for t, sl in reversed(taps):
+                last_nan = np.greater(np.isnan(xs[sl]), taken)
+                w[t] |= last_nan
+                taken |= last_nan
 
     parallel(part, partition(x.shape[0], 2, x.size, NUMBERS_PER_PART))
     return out, wins
