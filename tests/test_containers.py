@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import torch_autograd
 from torch import nn
 
 import cnnlab.layers as L
@@ -402,14 +403,20 @@ def test_relu_then_max_pool_is_run_pool_first_with_identical_results():
         np.testing.assert_array_equal(grads[q], ref_grads[q], err_msg=q)
 
 
-def test_relu_then_max_pool_keeps_the_written_order_when_a_nan_is_about():
-    model = L.Sequential([L.ReLU(), L.MaxPool2D(2)], input_shape=(1, 4, 4), dtype=np.float64)
-    x = np.arange(16.0).reshape(1, 1, 4, 4) - 8
-    x[0, 0, 0, 1] = np.nan
+def test_relu_then_max_pool_swap_is_exact_with_nan_and_inf():
+    model = L.Sequential([L.ReLU(), L.MaxPool2D(2)], input_shape=(2, 4, 4), dtype=np.float64)
+    x = np.random.default_rng(6).integers(-2, 3, (2, 2, 4, 4)).astype(np.float64)
+    x[0, 0, 0, 1] = x[0, 0, 1, 0] = np.nan
+    x[0, 1, 2, 2] = np.inf
+    x[1, 0, 3, 3] = -np.inf
+    x[1, 1, :2, :2] = -1.0  # an all-negative window
+    dout = np.random.default_rng(7).standard_normal((2, 2, 2, 2))
     out = model.forward(x, training=True)
-    assert model._order == [0, 1]
-    dx = model.backward(np.ones_like(out))
-    ref_out, ref_dx, _ = _layer_by_layer(model, x, np.ones_like(out))
+    assert model._order == [1, 0]
+    dx = model.backward(dout)
+    ref_out, ref_dx, _ = _layer_by_layer(model, x, dout)
     np.testing.assert_array_equal(out, ref_out)
     np.testing.assert_array_equal(dx, ref_dx)
-    assert model.forward(x, training=False).shape == (1, 1, 2, 2)
+    t_out, (t_dx,) = torch_autograd(lambda a: torch.nn.functional.max_pool2d(torch.relu(a), 2), (x,), dout)
+    np.testing.assert_array_equal(out, t_out)
+    np.testing.assert_array_equal(dx, t_dx)

@@ -195,3 +195,11 @@ def test_loss_float32_gradient_stays_float32(impl, loss_name, rng):
     _, d = getattr(impl, loss_name)(scores, np.array([0, 1, 2, 1]))
     assert d.dtype == np.float32
     assert impl.softmax(scores).dtype == impl.log_softmax(scores).dtype == np.float32
+
+
+def test_relu_gradient_at_nan_and_inf_matches_torch(impl):
+    x = np.array([[np.nan, -np.inf, np.inf, -1.0, 0.0, -0.0, 2.0]])
+    dout = np.array([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]])
+    _, (t_dx,) = torch_autograd(torch.relu, (x,), dout)
+    out, cache = impl.relu_forward(x)
+    np.testing.assert_array_equal(impl.relu_backward(dout, cache), t_dx)

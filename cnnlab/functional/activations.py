@@ -19,8 +19,9 @@ def relu_forward(x):
 
 
 def relu_backward(dout, cache):
-    """dx = dout * [x > 0] (the cache is the output: out > 0 iff x > 0)."""
-    return masked(np.asarray(dout, dtype=cache.dtype), cache > 0)
+    """dx = dout * [x > 0], and dout where x is NaN (as PyTorch). The cache is the output,
+    which is > 0, 0 or NaN: out != 0 is that mask in one comparison."""
+    return masked(np.asarray(dout, dtype=cache.dtype), cache != 0)
 
 
 def leaky_relu_forward(x, alpha=0.01):

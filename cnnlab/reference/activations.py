@@ -14,9 +14,10 @@ def relu_forward(x):
 
 
 def relu_backward(dout, cache):
-    """dx = dout where x > 0, else 0 (the derivative at 0 taken as 0)."""
+    """dx = dout where x > 0, else 0 (the derivative at 0 taken as 0; a NaN x passes
+    dout on, as in PyTorch, whose rule is 'zero where x <= 0')."""
     x = cache
-    return np.where(x > 0, dout, 0).astype(x.dtype)
+    return np.where(x <= 0, 0, dout).astype(x.dtype)
 
 
 def leaky_relu_forward(x, alpha=0.01):
