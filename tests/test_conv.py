@@ -256,6 +256,9 @@ def test_threads_and_chunks_match_torch(threads, xs, ws, stride, padding, rng, m
     monkeypatch.setattr(_kernels, "_CHUNK_BYTES", 3000)  # several chunks per part
     monkeypatch.setattr(_kernels, "_GRAIN_SCALE", 0)  # split even these tiny inputs
     monkeypatch.setattr(_kernels, "_GEMM_BLOCK", 7)  # several GEMM blocks per part
+    monkeypatch.setattr(_kernels, "_CHUNK_BYTES_BL", 3000)  # batch-last: several row chunks
+    if threads > 1:  # batch-last columns rebuilt in the backward pass instead of kept
+        monkeypatch.setattr(_kernels, "_KEEP_BYTES", 0)
     before = _kernels.get_num_threads()
     _kernels.set_num_threads(threads)
     try:

@@ -151,7 +151,7 @@ def _blas():
 # 10-30 % slower on 2 threads than on 1; a 2.4 GFLOP conv and a 2M-number pool ran
 # 1.4x and 1.8x faster. Tests set _GRAIN_SCALE to 0 to split even tiny inputs.
 FLOPS_PER_PART = 50e6
-NUMBERS_PER_PART = 600_000
+NUMBERS_PER_PART = 2_000_000
 _GRAIN_SCALE = 1.0
 
 
@@ -401,21 +401,21 @@ def _blocked(small):
     return small <= 1200
 
 
-def _stacked(a, lo, hi):
-    """a[:, lo:hi] as a stack of column blocks (blocks, rows, _GEMM_BLOCK) -- a view --
+def _stacked(a):
+    """a (rows, cols) as a stack of column blocks (blocks, rows, _GEMM_BLOCK) -- a view --
     and the leftover columns (rows, < _GEMM_BLOCK)."""
-    nb = (hi - lo) // _GEMM_BLOCK
-    mid = lo + nb * _GEMM_BLOCK
-    stack = a[:, lo:mid].reshape(a.shape[0], nb, _GEMM_BLOCK).transpose(1, 0, 2)
-    return stack, a[:, mid:hi]
+    nb = a.shape[1] // _GEMM_BLOCK
+    mid = nb * _GEMM_BLOCK
+    stack = a[:, :mid].reshape(a.shape[0], nb, _GEMM_BLOCK).transpose(1, 0, 2)
+    return stack, a[:, mid:]
 
 
-def _gemm_blocked(w, cols, out, lo, hi):
-    """out[:, lo:hi] = w @ cols[:, lo:hi], in column blocks when w is tiny."""
+def _gemm_blocked(w, cols, out):
+    """out = w @ cols, in column blocks when w is tiny."""
     if not _blocked(w.size):
-        np.matmul(w, cols[:, lo:hi], out=out[:, lo:hi])
+        np.matmul(w, cols, out=out)
         return
-    (cs, cr), (os_, or_) = _stacked(cols, lo, hi), _stacked(out, lo, hi)
+    (cs, cr), (os_, or_) = _stacked(cols), _stacked(out)
     if len(cs):
         np.matmul(w, cs, out=os_)
     if cr.shape[1]:
@@ -431,17 +431,51 @@ def _column_sums(a):
     return np.ones(a.shape[0], dtype=a.dtype) @ a
 
 
-def _gemm_nt_blocked(a, b, lo, hi):
-    """a[:, lo:hi] @ b[:, lo:hi].T, summed over column blocks when both are short. Computed
-    as the transpose of b @ a.T, which OpenBLAS runs 1.2-1.8x faster for these shapes
-    (measured (16,6400)@(6400,150): 0.42 -> 0.24 ms)."""
+def _gemm_nt_blocked(a, b):
+    """a @ b.T, summed over column blocks when both are short. Computed as the transpose
+    of b @ a.T, which OpenBLAS runs 1.2-1.8x faster for these shapes (measured
+    (16,6400)@(6400,150): 0.42 -> 0.24 ms)."""
     if not _blocked(a.shape[0] * b.shape[0]):
-        return np.matmul(b[:, lo:hi], a[:, lo:hi].T).T
-    (as_, ar), (bs, br) = _stacked(a, lo, hi), _stacked(b, lo, hi)
+        return np.matmul(b, a.T).T
+    (as_, ar), (bs, br) = _stacked(a), _stacked(b)
     out = np.matmul(bs, as_.transpose(0, 2, 1)).sum(axis=0) if len(bs) else 0
     if br.shape[1]:
         out = out + br @ ar.T
     return out.T
+
+
+# Batch-last im2col runs in chunks of output rows of about _CHUNK_BYTES_BL, so the copy
+# and the GEMM reading it meet in the cache; the whole column matrix is kept for the
+# backward pass only up to _KEEP_BYTES. Measured, LeNet-5 inference on 512 images: the
+# first conv (40 MB of columns) took 8.6 ms in one piece, 3.9 ms in 2 MB chunks; the
+# second 7.8 -> 5.4 ms. (1 to 8 MB chunks measured alike within this VM's noise.)
+_CHUNK_BYTES_BL = 2 << 20
+_KEEP_BYTES = 16 << 20
+
+
+def _im2col_batch_last(windows, kept, lo, hi, rebuild=True):
+    """Yield (cols, c0, c1) over chunks of output rows lo..hi: the (T*C, columns) matrix
+    of those rows and its column range in the full (T*C, P*N) matrix. ``kept``: the full
+    matrix, to fill (forward) or read (backward, ``rebuild=False``); None: a chunk buffer
+    reused from chunk to chunk."""
+    n = windows.shape[-1]
+    nsp = (windows.ndim - 2) // 2
+    kernel, c, out = windows.shape[:nsp], windows.shape[nsp], windows.shape[nsp + 1:-1]
+    row = math.prod(out[1:]) * n  # columns per output row
+    ntap = math.prod(kernel) * c
+    step = max(1, min(hi - lo, _CHUNK_BYTES_BL // max(1, ntap * row * windows.itemsize)))
+    if not rebuild:  # reading kept columns: one piece
+        step = max(1, hi - lo)
+    buf = None if kept is not None else np.empty((ntap, step * row), dtype=windows.dtype)
+    for o0 in range(lo, hi, step):
+        o1 = min(o0 + step, hi)
+        c0, c1 = o0 * row, o1 * row
+        cols = kept[:, c0:c1] if kept is not None else buf[:, :c1 - c0]
+        if rebuild:
+            dst = cols.view()
+            dst.shape = tuple(kernel) + (c, o1 - o0) + tuple(out[1:]) + (n,)  # a view, never a copy
+            np.copyto(dst, windows[(slice(None),) * (nsp + 1) + (slice(o0, o1),)])
+        yield cols, c0, c1
 
 
 # im2col in chunks of whole images whose column matrix fits in the cache: the copy and
@@ -502,29 +536,26 @@ def conv_forward(x, w, b, stride, pads, dilation, out_shape):
         y = y.reshape((n,) + tuple(out_shape) + (kdim,))
         return channels_first_view(y), ("last", xp, w2, bounds, kept, memory_order(x))
     xp = _batch_last_padded(x, pads)
-    cols_t = np.empty(tuple(kernel) + (c,) + tuple(out_shape) + (n,), dtype=x.dtype)
     windows = _window_view_batch_last(xp, kernel, stride, dilation, out_shape)
-
-    def fill(lo, hi):  # kernel rows lo..hi, in one copy (runs of Wo*N numbers)
-        np.copyto(cols_t[lo:hi], windows[lo:hi])
-
-    parallel(fill, partition(kernel[0], 1, cols_t.size, NUMBERS_PER_PART))
-    cols_t = cols_t.reshape(ntap, -1)
     # (K, C, *k) -> (K, T, C) so columns match the (tap, channel) rows of the columns
     w2t = np.ascontiguousarray(w.reshape(kdim, c, -1).transpose(0, 2, 1)).reshape(kdim, ntap)
     y = np.empty((kdim, p * n), dtype=x.dtype)
+    # columns kept for the backward pass when they are small (a training step of LeNet:
+    # 5 MB); big ones (inference on large batches) live one cache-sized chunk at a time
+    cols_t = np.empty((ntap, p * n), dtype=x.dtype) if ntap * p * n * x.itemsize <= _KEEP_BYTES else None
 
-    def gemm(lo, hi):
-        if kdim <= 16:  # measured: blocking helps the forward GEMM only here
-            _gemm_blocked(w2t, cols_t, y, lo, hi)
-        else:
-            np.matmul(w2t, cols_t[:, lo:hi], out=y[:, lo:hi])
-        if b is not None:  # once per part: per block it cost more than the GEMM saved
-            y[:, lo:hi] += b[:, None]
+    def part(lo, hi):  # output rows lo..hi (the first output axis)
+        for cols, c0, c1 in _im2col_batch_last(windows, cols_t, lo, hi):
+            if kdim <= 16:  # measured: blocking helps the forward GEMM only here
+                _gemm_blocked(w2t, cols, y[:, c0:c1])
+            else:
+                np.matmul(w2t, cols, out=y[:, c0:c1])
+            if b is not None:
+                y[:, c0:c1] += b[:, None]  # while the chunk is still in cache
 
-    parallel(gemm, partition(p * n, 1024, flops, FLOPS_PER_PART))
+    parallel(part, partition(out_shape[0], 1, flops, FLOPS_PER_PART))
     y = y.reshape((kdim,) + tuple(out_shape) + (n,))
-    return np.moveaxis(y, -1, 0), ("major", cols_t, w2t, None, xp.shape, memory_order(x))
+    return np.moveaxis(y, -1, 0), ("major", cols_t, w2t, windows, xp.shape, memory_order(x))
 
 
 def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
@@ -586,12 +617,18 @@ def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
             return channels_first_view(dxp[(slice(None),) + interior]), dw, db
         w2_rows = w2  # (T*C, K)
     else:
-        cols_t, spatial = buf, kcache[4][1:-1]
+        cols_t, windows, spatial = buf, kcache[3], kcache[4][1:-1]
         d_kpn = np.moveaxis(dout, 0, -1).reshape(kdim, -1)  # free if dout is in our layout
-        flops = 2.0 * d_kpn.size * cols_t.shape[0]
-        dw, db = (sum(r) for r in zip(*parallel(
-            lambda lo, hi: (_gemm_nt_blocked(d_kpn, cols_t, lo, hi), _column_sums(d_kpn[:, lo:hi].T)),
-            partition(d_kpn.shape[1], 1024, flops, FLOPS_PER_PART))))
+
+        def part(lo, hi):  # output rows lo..hi; columns kept or rebuilt chunk by chunk
+            dw_p = 0
+            for cols, c0, c1 in _im2col_batch_last(windows, cols_t, lo, hi, rebuild=cols_t is None):
+                dw_p = dw_p + _gemm_nt_blocked(d_kpn[:, c0:c1], cols)
+            row = d_kpn.shape[1] // out_shape[0]
+            return dw_p, _column_sums(d_kpn[:, lo * row:hi * row].T)
+
+        flops = 2.0 * d_kpn.size * w2.shape[1]
+        dw, db = (sum(r) for r in zip(*parallel(part, partition(out_shape[0], 1, flops, FLOPS_PER_PART))))
         dw = np.ascontiguousarray(dw.reshape((kdim, -1, c)).transpose(0, 2, 1)).reshape(w.shape)
         w2_rows = w2.T
     if not need_dx:
