@@ -151,7 +151,7 @@ def _blas():
 # 10-30 % slower on 2 threads than on 1; a 2.4 GFLOP conv and a 2M-number pool ran
 # 1.4x and 1.8x faster. Tests set _GRAIN_SCALE to 0 to split even tiny inputs.
 FLOPS_PER_PART = 50e6
-NUMBERS_PER_PART = 2_000_000
+NUMBERS_PER_PART = 600_000
 _GRAIN_SCALE = 1.0
 
 
