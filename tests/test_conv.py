@@ -271,11 +271,13 @@ def test_threads_and_chunks_match_torch(threads, xs, ws, stride, padding, rng, m
         np.testing.assert_allclose(out, t_out, **TOL)
         for g, tg in zip(grads, t_grads):
             np.testing.assert_allclose(g, tg, **TOL)
-        # pooling splits its images over the same threads
-        p_out, p_cache = F.maxpool2d_forward(x, 2, 2, 1)
-        tp_out, (tp_dx,) = torch_autograd(lambda a: torch.nn.functional.max_pool2d(a, 2, 2, 1), (x,),
-                                          np.ones_like(p_out))
-        np.testing.assert_allclose(p_out, tp_out, **TOL)
-        np.testing.assert_allclose(F.maxpool2d_backward(np.ones_like(p_out), p_cache), tp_dx, **TOL)
+        # pooling splits its images (channels when batch-last) over the same threads
+        batch_last = np.moveaxis(np.ascontiguousarray(np.moveaxis(x, 0, -1)), -1, 0)
+        for xx in (x, batch_last):
+            p_out, p_cache = F.maxpool2d_forward(xx, 2, 2, 1)
+            tp_out, (tp_dx,) = torch_autograd(lambda a: torch.nn.functional.max_pool2d(a, 2, 2, 1),
+                                              (x,), np.ones_like(p_out))
+            np.testing.assert_allclose(p_out, tp_out, **TOL)
+            np.testing.assert_allclose(F.maxpool2d_backward(np.ones_like(p_out), p_cache), tp_dx, **TOL)
     finally:
         _kernels.set_num_threads(before)

@@ -710,6 +710,18 @@ def _taps(kernel, stride, out_shape):
         yield t, (slice(None), slice(None)) + _offset_slices(offset, stride, ones, out_shape)
 
 
+def _outer_axis(a):
+    """The axis (0 = images, 1 = channels) to split a pooling op over threads: the one
+    outermost in memory, so each thread streams its own block. Splitting the images of a
+    batch-last (C, *S, N) array instead interleaves the threads in every row: LeNet's
+    first pool at batch 512 ran 1.9x slower on 2 threads than on 1."""
+    return 1 if memory_order(a)[0] == 1 else 0
+
+
+def _along(a, axis, lo, hi):
+    return a[(slice(None),) * axis + (slice(lo, hi),)]
+
+
 def _unpad(dxp, pads):
     return dxp[(slice(None), slice(None)) + tuple(
         slice(lo, s - hi) for s, (lo, hi) in zip(dxp.shape[2:], pads))]
@@ -731,14 +743,16 @@ def maxpool_forward(x, kernel, stride, pads, out_shape, with_arg=True):
     wins = (empty_in_order((len(taps),) + full_out, np.bool_, (0,) + tuple(i + 1 for i in order))
             if with_arg else None)  # the backward's ops align)
 
+    ax = _outer_axis(x)
+
     def part(lo, hi):
-        xs, o = xp[lo:hi], out[lo:hi]
+        xs, o = _along(xp, ax, lo, hi), _along(out, ax, lo, hi)
         np.copyto(o, xs[taps[0][1]])
         for _, sl in taps[1:]:
             np.maximum(o, xs[sl], out=o)
         if not with_arg:
             return
-        w = wins[:, lo:hi]
+        w = _along(wins, ax + 1, lo, hi)
         found = np.equal(xs[taps[0][1]], o, out=w[0])  # some tap so far equals the max
         spares = (np.empty_like(found), np.empty_like(found))  # in its memory layout
         for t, sl in taps[1:]:
@@ -758,7 +772,7 @@ def maxpool_forward(x, kernel, stride, pads, out_shape, with_arg=True):
                 w[t] |= last_nan
                 taken |= last_nan
 
-    parallel(part, partition(x.shape[0], 2, x.size, NUMBERS_PER_PART))
+    parallel(part, partition(x.shape[ax], 2, x.size, NUMBERS_PER_PART))
     return out, wins
 
 
@@ -778,15 +792,17 @@ def maxpool_backward(dout, wins, x_shape, kernel, stride, pads, order=None):
         # (measured 0.43 -> 0.1 ms on LeNet's second pool)
         dout = _copy_in_order(dout, memory_order(wins[0]))
 
+    ax = _outer_axis(dxp)
+
     def part(lo, hi):
-        d, w, dx = dout[lo:hi], wins[:, lo:hi], dxp[lo:hi]
+        d, w, dx = _along(dout, ax, lo, hi), _along(wins, ax + 1, lo, hi), _along(dxp, ax, lo, hi)
         for t, sl in taps:
             if tiling:
                 masked(d, w[t], out=dx[sl], finite=finite)
             else:
                 dx[sl] += masked(d, w[t], finite=finite)
 
-    parallel(part, partition(dout.shape[0], 2, dxp.size, NUMBERS_PER_PART))
+    parallel(part, partition(dout.shape[ax], 2, dxp.size, NUMBERS_PER_PART))
     return _unpad(dxp, pads)
 
 
