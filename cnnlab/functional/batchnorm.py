@@ -55,14 +55,15 @@ def _bn_forward(x, gamma, beta, bn_param, axes, shape):
     m = x.size // d
     var = (_channel_dot(xc, xc) / m).reshape(shape)  # mean of xc^2, no xc*xc temporary
     std = np.sqrt(var + eps)
-    xhat = xc * (1.0 / std)
-    out = xhat * g
+    # out = xhat * gamma + beta with xhat = xc / std, as xc * (gamma / std) + beta: two
+    # passes, and x_hat itself is never stored (the backward pass works from xc)
+    out = xc * (g / std)
     out += bt
     rm *= momentum
     rm += (1 - momentum) * mu.reshape(d)
     rv *= momentum
     rv += (1 - momentum) * var.reshape(d)
-    return out, (x, xc, xhat, mu, var, std, g, eps, axes)
+    return out, (x, xc, mu, var, std, g, eps, axes)
 
 
 def batchnorm_forward(x, gamma, beta, bn_param):
@@ -76,8 +77,9 @@ def batchnorm_forward(x, gamma, beta, bn_param):
 
 def batchnorm_backward(dout, cache):
     """Backward through the computation graph, node by node -> (dx, dgamma, dbeta)."""
-    x, xc, xhat, mu, var, std, g, eps, axes = cache
+    x, xc, mu, var, std, g, eps, axes = cache
     m = x.size // x.shape[1]
+    xhat = xc / std
     dbeta = dout.sum(axis=axes)
     dgamma = (dout * xhat).sum(axis=axes)
     dxhat = dout * g
@@ -99,12 +101,12 @@ def batchnorm_backward_alt(dout, cache):
 
         dx = gamma / (m * std) * (m * dout - sum(dout) - xhat * sum(dout * xhat))
     """
-    x, xc, xhat, mu, var, std, g, eps, axes = cache
+    x, xc, mu, var, std, g, eps, axes = cache
     m = x.size // x.shape[1]
     dbeta = dout.sum(axis=axes, keepdims=True)
-    dgamma = _channel_dot(dout, xhat).reshape(dbeta.shape)
+    dgamma = _channel_dot(dout, xc).reshape(dbeta.shape) / std  # sum(dout * xhat)
     # same formula, in place: gamma/std * (dout - dbeta/m - xhat * dgamma/m)
-    dx = xhat * (dgamma / m)
+    dx = xc * (dgamma / (m * std))
     np.subtract(dout, dx, out=dx)
     dx -= dbeta / m
     dx *= g / std
