@@ -54,8 +54,8 @@ _local = threading.local()
 class _Worker:
     """One persistent thread that runs a part when its ``go`` lock is released and
     releases ``done`` after. Two bare locks are the cheapest hand-over Python has:
-    measured 5 us a round trip here, against 85 us through a ThreadPoolExecutor (its
-    queue and futures), which at ten parallel ops per LeNet step cost ~0.8 ms."""
+    measured 9 us for an empty part here, against 75 us through a ThreadPoolExecutor
+    (its queue and futures)."""
 
     def __init__(self, index):
         self.go, self.done = threading.Lock(), threading.Lock()
