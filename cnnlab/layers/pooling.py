@@ -74,7 +74,7 @@ class _MaxPool(_PoolND):
     def _forward(self, x, training, keep):
         if keep:
             return super()._forward(x, training, keep)
-        # inference: skip recording the argmax that only backward needs
+        # inference: skip recording the winner masks that only backward needs
         out_shape = _args.output_shape(x.shape[2:], self.pool_size, self._stride, self._pads,
                                        (1,) * self.nsp)
         out, _ = _kernels.maxpool_forward(x, self.pool_size, self._stride, self._pads, out_shape,
