@@ -166,6 +166,28 @@ def test_nan_and_inf_propagate_through_conv(impl, value, rng):
         assert np.all(np.isnan(out[hit]))
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_nan_and_inf_in_dout_stay_in_their_receptive_field(value, rng):
+    """A conv on a small map runs as a Toeplitz GEMM over its other axes (a zero weight
+    for every row out of the kernel's reach); an inf or NaN in dout must still reach
+    only the dx cells of its receptive field, as in PyTorch."""
+    import torch
+    from conftest import torch_autograd
+    x = rng.standard_normal((2, 2, 6, 5))
+    w = rng.uniform(0.5, 1.5, (3, 2, 3, 3)) * rng.choice([-1, 1], (3, 2, 3, 3))
+    b = np.zeros(3)
+    out, cache = F.conv2d_forward(x, w, b, stride=1, padding=1)
+    dout = rng.standard_normal(out.shape)
+    dout[1, 2, 2, 3] = value
+    dx, dw, db = F.conv2d_backward(dout, cache)
+    _, (t_dx, t_dw, t_db) = torch_autograd(
+        lambda a, k, c: torch.nn.functional.conv2d(a, k, c, 1, 1), (x, w, b), dout)
+    for ours, theirs in ((dx, t_dx), (dw, t_dw), (db, t_db)):
+        np.testing.assert_array_equal(~np.isfinite(ours), ~np.isfinite(theirs))
+        assert np.isfinite(ours).any()
+    assert (~np.isfinite(dx)).sum() == 2 * 9  # both channels of the 3x3 cells it reached
+
+
 def test_nan_and_inf_propagate_through_relu(impl):
     x = np.array([np.nan, np.inf, -np.inf, -1.0, 2.0])
     out, cache = impl.relu_forward(x)

@@ -239,6 +239,42 @@ def test_convnd_infers_rank_and_named_wrappers_agree(rng):
     np.testing.assert_array_equal(F.convnd_forward(x1, w1)[0], F.conv1d_forward(x1, w1)[0])
 
 
+# A small map with few channels runs as a convolution over its other axes with a
+# Toeplitz weight matrix in H (_kernels._lowered). Same numbers as the plain batch-last
+# path and torch, at every stride, dilation and padding along the folded axis.
+@pytest.mark.parametrize("xs, ws, stride, padding, dilation", [
+    ((3, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1),                # LeNet's second conv
+    ((2, 3, 7, 7), (4, 3, 3, 3), (2, 1), (1, 0), 1),         # strided along H
+    ((2, 2, 5, 6), (3, 2, 2, 3), 1, ((1, 0), (0, 1)), (2, 1)),  # dilated, uneven padding
+    ((2, 2, 5, 4, 6), (3, 2, 3, 2, 3), (1, 2, 1), 1, 1),     # 3-D: H folded, a 2-D conv remains
+])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_toeplitz_lowering_matches_plain_path_and_torch(xs, ws, stride, padding, dilation, dtype,
+                                                         rng, monkeypatch):
+    from cnnlab.functional import _kernels
+    calls = []
+    real = _kernels._toeplitz
+    monkeypatch.setattr(_kernels, "_toeplitz", lambda *a: calls.append(a) or real(*a))
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in (xs, ws, ws[:1]))
+    nsp = len(xs) - 2
+    fwd, bwd = getattr(F, f"conv{nsp}d_forward"), getattr(F, f"conv{nsp}d_backward")
+    out, cache = fwd(x, w, b, stride, padding, dilation)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    grads = bwd(dout, cache)
+    assert len(calls) == 1  # the lowered path ran
+    monkeypatch.setattr(_kernels, "_MAX_INFLATION", 0.0)  # the plain batch-last path
+    p_out, p_cache = fwd(x, w, b, stride, padding, dilation)
+    p_grads = bwd(dout, p_cache)
+    assert len(calls) == 1
+    t_out, t_grads = torch_conv(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                                stride, padding, dilation, dout.astype(np.float64))
+    tol = TOL if dtype == np.float64 else dict(rtol=2e-4, atol=2e-4)
+    for ours, plain, theirs in zip((out,) + tuple(grads), (p_out,) + tuple(p_grads), (t_out,) + tuple(t_grads)):
+        assert ours.dtype == dtype
+        np.testing.assert_allclose(ours, theirs, **tol)
+        np.testing.assert_allclose(ours, plain, **tol)
+
+
 # Every path of the fast kernel split over several threads and cache chunks: the parts
 # must add up to exactly what torch computes (races or a wrong part boundary would not).
 @pytest.mark.parametrize("threads", [1, 3])

@@ -234,10 +234,21 @@ _keep_freed_memory()
 
 
 def all_finite(a):
-    """True when ``a`` holds no inf or NaN (one summing pass; an overflowing sum of finite
-    numbers reads as False, which only costs the exact path below)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return bool(np.isfinite(a.sum()))
+    """True when ``a`` holds no inf or NaN: its max and min are finite (NaN propagates
+    through both). Two fast reductions: 2x quicker than one sum under np.errstate, and no
+    overflow to guard against."""
+    if a.size == 0:
+        return True
+    return bool(np.isfinite(np.maximum.reduce(a, axis=None)) and np.isfinite(np.minimum.reduce(a, axis=None)))
+
+
+def keep_where(a, mask):
+    """``a`` where ``mask`` else +0, exactly for any values (inf and NaN included), with
+    no finiteness check: the bits of ``a`` ANDed with 0 or all-ones. 1.7x faster than a
+    checked multiply by the mask (LeNet's first ReLU backward: 40 -> 23 us)."""
+    ints = np.dtype(f"i{a.dtype.itemsize}")
+    ones = np.negative(mask.view(np.uint8), dtype=ints)  # True -> -1, all bits set
+    return np.bitwise_and(a.view(ints), ones, out=ones).view(a.dtype)
 
 
 def masked(a, mask, out=None, finite=None):
@@ -549,26 +560,86 @@ def conv_forward(x, w, b, stride, pads, dilation, out_shape):
         y = y.reshape((n,) + tuple(out_shape) + (kdim,))
         return channels_first_view(y), ("last", xp, w2, bounds, kept, memory_order(x))
     xp = _batch_last_padded(x, pads)
-    windows = _window_view_batch_last(xp, kernel, stride, dilation, out_shape)
-    # (K, C, *k) -> (K, T, C) so columns match the (tap, channel) rows of the columns
-    w2t = np.ascontiguousarray(w.reshape(kdim, c, -1).transpose(0, 2, 1)).reshape(kdim, ntap)
-    y = np.empty((kdim, p * n), dtype=x.dtype)
+    low = _lowered(x, kernel, stride, xp.shape[1])
+    if low is not None:  # axis 0 folded into the channels (see _lowered)
+        ho = out_shape[0]
+        w2t = _toeplitz(w, xp.shape[1], ho, stride[0], dilation[0])
+        xp_rows = xp.reshape((c * xp.shape[1],) + xp.shape[2:])  # a view
+        kernel, stride, dilation, out_run = kernel[1:], stride[1:], dilation[1:], out_shape[1:]
+        b_rows = None if b is None else np.repeat(b, ho)
+        ntap = w2t.shape[1]
+        flops = 2.0 * w2t.size * math.prod(out_run) * n
+    else:
+        # (K, C, *k) -> (K, T, C) so columns match the (tap, channel) rows of the columns
+        w2t = np.ascontiguousarray(w.reshape(kdim, c, -1).transpose(0, 2, 1)).reshape(kdim, ntap)
+        xp_rows, out_run, b_rows = xp, out_shape, b
+    windows = _window_view_batch_last(xp_rows, kernel, stride, dilation, out_run)
+    rows, width = w2t.shape[0], math.prod(out_run) * n
+    y = np.empty((rows, width), dtype=x.dtype)
     # columns kept for the backward pass when they are small (a training step of LeNet:
     # 5 MB); big ones (inference on large batches) live one cache-sized chunk at a time
-    cols_t = np.empty((ntap, p * n), dtype=x.dtype) if ntap * p * n * x.itemsize <= _KEEP_BYTES else None
+    cols_t = np.empty((ntap, width), dtype=x.dtype) if ntap * width * x.itemsize <= _KEEP_BYTES else None
 
     def part(lo, hi):  # output rows lo..hi (the first output axis)
         for cols, c0, c1 in _im2col_batch_last(windows, cols_t, lo, hi):
-            if kdim <= 16:  # measured: blocking helps the forward GEMM only here
+            if rows <= 16:  # measured: blocking helps the forward GEMM only here
                 _gemm_blocked(w2t, cols, y[:, c0:c1])
             else:
                 np.matmul(w2t, cols, out=y[:, c0:c1])
-            if b is not None:
-                y[:, c0:c1] += b[:, None]  # while the chunk is still in cache
+            if b_rows is not None:
+                y[:, c0:c1] += b_rows[:, None]  # while the chunk is still in cache
 
-    parallel(part, partition(out_shape[0], 1, flops, FLOPS_PER_PART))
+    parallel(part, partition(out_run[0], 1, flops, FLOPS_PER_PART))
     y = y.reshape((kdim,) + tuple(out_shape) + (n,))
-    return np.moveaxis(y, -1, 0), ("major", cols_t, w2t, windows, xp.shape, memory_order(x))
+    return np.moveaxis(y, -1, 0), ("major", cols_t, w2t, windows, xp.shape, memory_order(x), low)
+
+
+# A small map with few channels (LeNet's second conv: 6 maps of 14x14, 5x5 kernels) is
+# cheaper as a convolution over its remaining axes whose channels are (C, H): the weights
+# become a Toeplitz matrix in H, so im2col copies kw*C*Hp numbers per output row of the
+# map instead of kh*kw*C per output pixel, and the backward scatter is kw adds instead of
+# kh*kw. The price: the GEMMs multiply Hp/kh times more zeros (2.8x for LeNet). Measured,
+# LeNet's conv2 at batch 64: fwd 0.66 -> 0.50 ms, bwd 1.11 -> 0.96 ms.
+_MAX_INFLATION = 3.0
+
+
+def _lowered(x, kernel, stride, hp):
+    """True (lower axis 0) for a batch-last conv of 2+ spatial axes whose padded height
+    ``hp`` is at most _MAX_INFLATION kernel heights; else None. Only for finite x: the
+    zeros of the Toeplitz matrix times an inf or NaN would spread it over a whole column
+    of outputs, beyond its receptive field."""
+    if (len(kernel) < 2 or hp > _MAX_INFLATION * kernel[0] or _use_channels_last(x.shape[1], kernel, stride)
+            or not all_finite(x)):
+        return None
+    return True
+
+
+def _toeplitz(w, hp, ho, s0, d0):
+    """w (K, C, kh, *kr) -> w2t (K*Ho, T_r*C*Hp), rows (k, o), columns (tap over the other
+    axes, c, y): w2t[(k, o), (t, c, y)] = w[k, c, i, t] where y = o*s0 + i*d0, else 0."""
+    kdim, c, kh = w.shape[:3]
+    kr = math.prod(w.shape[3:])
+    m = np.zeros((kdim, ho, kr, c, hp), dtype=w.dtype)
+    sk, so, st, sc, sy = m.strides
+    # the (k, o, t, c, i) diagonal band of m, a view
+    band = np.ndarray((kdim, ho, kr, c, kh), dtype=m.dtype, buffer=m,
+                      strides=(sk, so + s0 * sy, st, sc, d0 * sy))
+    band[...] = np.moveaxis(w.reshape(kdim, c, kh, kr), 3, 1)[:, None]
+    return m.reshape(kdim * ho, kr * c * hp)
+
+
+def _untoeplitz(dm, w_shape, hp, ho, s0, d0):
+    """The gradient of :func:`_toeplitz`: dw[k, c, i, t] = sum_o dm[(k, o), (t, c, o*s0 + i*d0)]
+    (a strided view of its band, summed over o)."""
+    kdim, c, kh = w_shape[:3]
+    kr = math.prod(w_shape[3:])
+    if not (dm.flags.c_contiguous or dm.flags.f_contiguous):
+        dm = np.ascontiguousarray(dm)
+    sr, sq = dm.strides  # row (k, o) and column (t, c, y) steps; dm may be transposed
+    band = np.ndarray((kdim, c, kh, kr, ho), dtype=dm.dtype,
+                      buffer=dm if dm.flags.c_contiguous else dm.T,  # same memory, a buffer
+                      strides=(ho * sr, hp * sq, d0 * sq, c * hp * sq, sr + s0 * sq))
+    return band.sum(axis=-1).reshape(w_shape)
 
 
 def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
@@ -630,36 +701,55 @@ def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
             return channels_first_view(dxp[(slice(None),) + interior]), dw, db
         w2_rows = w2  # (T*C, K)
     else:
-        cols_t, windows, spatial = buf, kcache[3], kcache[4][1:-1]
-        d_kpn = np.moveaxis(dout, 0, -1).reshape(kdim, -1)  # free if dout is in our layout
+        cols_t, windows, xp_shape, low = buf, kcache[3], kcache[4], kcache[6]
+        spatial = xp_shape[1:-1]
+        if low is not None:  # the conv ran over axes 1.. with (C, Hp) channels
+            hp, ho = xp_shape[1], out_shape[0]
+            run = (kernel[1:], c * hp, out_shape[1:], spatial[1:], stride[1:], dilation[1:])
+        else:
+            run = (kernel, c, out_shape, spatial, stride, dilation)
+        d_kpn = np.moveaxis(dout, 0, -1).reshape(w2.shape[0], -1)  # free if dout is in our layout
+        out_run = run[2]
 
         def part(lo, hi):  # output rows lo..hi; columns kept or rebuilt chunk by chunk
             dw_p = 0
             for cols, c0, c1 in _im2col_batch_last(windows, cols_t, lo, hi, rebuild=cols_t is None):
                 dw_p = dw_p + _gemm_nt_blocked(d_kpn[:, c0:c1], cols)
-            row = d_kpn.shape[1] // out_shape[0]
+            row = d_kpn.shape[1] // out_run[0]
             return dw_p, _column_sums(d_kpn[:, lo * row:hi * row].T)
 
         flops = 2.0 * d_kpn.size * w2.shape[1]
-        dw, db = (sum(r) for r in zip(*parallel(part, partition(out_shape[0], 1, flops, FLOPS_PER_PART))))
-        dw = np.ascontiguousarray(dw.reshape((kdim, -1, c)).transpose(0, 2, 1)).reshape(w.shape)
+        dw, db = (sum(r) for r in zip(*parallel(part, partition(out_run[0], 1, flops, FLOPS_PER_PART))))
+        if low is not None:
+            dw = _untoeplitz(dw, w.shape, hp, ho, stride[0], dilation[0])
+            db = db.reshape(kdim, ho).sum(axis=1)
+        else:
+            dw = np.ascontiguousarray(dw.reshape((kdim, -1, c)).transpose(0, 2, 1)).reshape(w.shape)
         w2_rows = w2.T
     if not need_dx:
         return None, dw, db
-    if not strided and c >= 16:
-        return _dx_by_full_correlation(dout, w, pads, dilation, spatial), dw, db
     if layout == "last":
+        if not strided and c >= 16:
+            return _dx_by_full_correlation(dout, w, pads, dilation, spatial), dw, db
         d_kpn = d2.reshape(-1, p, kdim).transpose(2, 1, 0).reshape(kdim, -1)
-    return _col2im_batch_last(w2_rows, d_kpn, kernel, c, out_shape, spatial, pads, stride, dilation,
-                              kcache[-1]), dw, db
+        run = (kernel, c, out_shape, spatial, stride, dilation)
+    elif low is None and not strided and c >= 16:
+        return _dx_by_full_correlation(dout, w, pads, dilation, spatial), dw, db
+    elif low is not None and not all_finite(d_kpn):
+        # an inf or NaN in dout would spread over the zeros of the Toeplitz matrix: the
+        # plain scatter keeps it to the receptive field, as PyTorch does
+        w2_rows = w.reshape(kdim, c, -1).transpose(2, 1, 0).reshape(-1, kdim)  # (T*C, K)
+        d_kpn = d_kpn.reshape(kdim, -1)
+        run = (kernel, c, out_shape, spatial, stride, dilation)
+    dxp = _col2im_batch_last(w2_rows, d_kpn, *run)
+    return _from_batch_last_padded(dxp.reshape((c,) + tuple(spatial) + (dxp.shape[-1],)), pads,
+                                   kcache[5]), dw, db
 
 
-def _col2im_batch_last(w2_rows, d_kpn, kernel, c, out_shape, spatial, pads, stride, dilation,
-                       x_order):
-    """dx (N, C, *S) from dcols^T = w2_rows (T*C, K) @ d_kpn (K, P*N), its columns ordered
-    (out pixel, image): one add per tap into a (C, *padded, N) buffer, runs of Wo*N
-    contiguous numbers on both sides; channels split over threads. dx is returned in
-    the memory order ``x_order`` of the conv's input (where it flows next)."""
+def _col2im_batch_last(w2_rows, d_kpn, kernel, c, out_shape, spatial, stride, dilation):
+    """The padded batch-last dx (C, *Sp, N) from dcols^T = w2_rows (T*C, K) @ d_kpn
+    (K, P*N), its columns ordered (out pixel, image): one add per tap, runs of Wo*N
+    contiguous numbers on both sides; channels split over threads."""
     kdim = w2_rows.shape[1]
     n = d_kpn.shape[1] // math.prod(out_shape)
     taps = _taps_nd(kernel)
@@ -673,6 +763,14 @@ def _col2im_batch_last(w2_rows, d_kpn, kernel, c, out_shape, spatial, pads, stri
             sub[_bl(offset, stride, dilation, out_shape)] += dcols_t[t]
 
     parallel(part, partition(c, 1, 2.0 * w2_rows.size * d_kpn.shape[1], FLOPS_PER_PART))
+    return dxp
+
+
+def _from_batch_last_padded(dxp, pads, x_order):
+    """(C, *Sp, N) padded batch-last -> (N, C, *S), cropped, in memory order ``x_order``
+    (the layout of the conv's input, where the gradient flows next)."""
+    n, c = dxp.shape[-1], dxp.shape[0]
+    spatial = dxp.shape[1:-1]
     if x_order == memory_order(np.moveaxis(dxp, -1, 0)) and all(lo == hi == 0 for lo, hi in pads):
         return np.moveaxis(dxp, -1, 0)  # x was batch-last too: no copy
     interior = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(spatial, pads))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._args import as_float_array
-from ._kernels import masked
+from ._kernels import keep_where
 
 
 def relu_forward(x):
@@ -21,7 +21,7 @@ def relu_forward(x):
 def relu_backward(dout, cache):
     """dx = dout * [x > 0], and dout where x is NaN (as PyTorch). The cache is the output,
     which is > 0, 0 or NaN: out != 0 is that mask in one comparison."""
-    return masked(np.asarray(dout, dtype=cache.dtype), cache != 0)
+    return keep_where(np.asarray(dout, dtype=cache.dtype), cache != 0)
 
 
 def leaky_relu_forward(x, alpha=0.01):
