@@ -239,14 +239,15 @@ def test_convnd_infers_rank_and_named_wrappers_agree(rng):
     np.testing.assert_array_equal(F.convnd_forward(x1, w1)[0], F.conv1d_forward(x1, w1)[0])
 
 
-# A small map with few channels runs as a convolution over its other axes with a
-# Toeplitz weight matrix in H (_kernels._lowered). Same numbers as the plain batch-last
-# path and torch, at every stride, dilation and padding along the folded axis.
+# A small map with few channels runs in blocks of output rows, as a convolution over its
+# other axes with a Toeplitz weight matrix in H (_kernels._row_block). Same numbers as
+# the plain batch-last path and torch, at every stride, dilation and padding along H.
 @pytest.mark.parametrize("xs, ws, stride, padding, dilation", [
-    ((3, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1),                # LeNet's second conv
+    ((3, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1),                # LeNet's second conv: 2 blocks of 5 rows
+    ((2, 1, 28, 28), (6, 1, 5, 5), 1, 2, 1),                 # LeNet's first: 7 blocks of 4
     ((2, 3, 7, 7), (4, 3, 3, 3), (2, 1), (1, 0), 1),         # strided along H
     ((2, 2, 5, 6), (3, 2, 2, 3), 1, ((1, 0), (0, 1)), (2, 1)),  # dilated, uneven padding
-    ((2, 2, 5, 4, 6), (3, 2, 3, 2, 3), (1, 2, 1), 1, 1),     # 3-D: H folded, a 2-D conv remains
+    ((2, 2, 4, 4, 6), (3, 2, 3, 2, 3), (1, 2, 1), 1, 1),     # 3-D: H in blocks, a 2-D conv remains
 ])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_toeplitz_lowering_matches_plain_path_and_torch(xs, ws, stride, padding, dilation, dtype,

@@ -560,86 +560,158 @@ def conv_forward(x, w, b, stride, pads, dilation, out_shape):
         y = y.reshape((n,) + tuple(out_shape) + (kdim,))
         return channels_first_view(y), ("last", xp, w2, bounds, kept, memory_order(x))
     xp = _batch_last_padded(x, pads)
-    low = _lowered(x, kernel, stride, xp.shape[1])
-    if low is not None:  # axis 0 folded into the channels (see _lowered)
-        ho = out_shape[0]
-        w2t = _toeplitz(w, xp.shape[1], ho, stride[0], dilation[0])
-        xp_rows = xp.reshape((c * xp.shape[1],) + xp.shape[2:])  # a view
-        kernel, stride, dilation, out_run = kernel[1:], stride[1:], dilation[1:], out_shape[1:]
-        b_rows = None if b is None else np.repeat(b, ho)
-        ntap = w2t.shape[1]
-        flops = 2.0 * w2t.size * math.prod(out_run) * n
-    else:
-        # (K, C, *k) -> (K, T, C) so columns match the (tap, channel) rows of the columns
-        w2t = np.ascontiguousarray(w.reshape(kdim, c, -1).transpose(0, 2, 1)).reshape(kdim, ntap)
-        xp_rows, out_run, b_rows = xp, out_shape, b
-    windows = _window_view_batch_last(xp_rows, kernel, stride, dilation, out_run)
-    rows, width = w2t.shape[0], math.prod(out_run) * n
-    y = np.empty((rows, width), dtype=x.dtype)
+    g = _row_block(x, kernel, stride, dilation, xp.shape[1], out_shape, kdim)
+    if g is not None:
+        return _conv_forward_rows(x, xp, w, b, g, stride, dilation, out_shape)
+    windows = _window_view_batch_last(xp, kernel, stride, dilation, out_shape)
+    # (K, C, *k) -> (K, T, C) so columns match the (tap, channel) rows of the columns
+    w2t = np.ascontiguousarray(w.reshape(kdim, c, -1).transpose(0, 2, 1)).reshape(kdim, ntap)
+    y = np.empty((kdim, p * n), dtype=x.dtype)
     # columns kept for the backward pass when they are small (a training step of LeNet:
     # 5 MB); big ones (inference on large batches) live one cache-sized chunk at a time
-    cols_t = np.empty((ntap, width), dtype=x.dtype) if ntap * width * x.itemsize <= _KEEP_BYTES else None
+    cols_t = np.empty((ntap, p * n), dtype=x.dtype) if ntap * p * n * x.itemsize <= _KEEP_BYTES else None
 
     def part(lo, hi):  # output rows lo..hi (the first output axis)
         for cols, c0, c1 in _im2col_batch_last(windows, cols_t, lo, hi):
-            if rows <= 16:  # measured: blocking helps the forward GEMM only here
+            if kdim <= 16:  # measured: blocking helps the forward GEMM only here
                 _gemm_blocked(w2t, cols, y[:, c0:c1])
             else:
                 np.matmul(w2t, cols, out=y[:, c0:c1])
-            if b_rows is not None:
-                y[:, c0:c1] += b_rows[:, None]  # while the chunk is still in cache
+            if b is not None:
+                y[:, c0:c1] += b[:, None]  # while the chunk is still in cache
 
-    parallel(part, partition(out_run[0], 1, flops, FLOPS_PER_PART))
+    parallel(part, partition(out_shape[0], 1, flops, FLOPS_PER_PART))
     y = y.reshape((kdim,) + tuple(out_shape) + (n,))
-    return np.moveaxis(y, -1, 0), ("major", cols_t, w2t, windows, xp.shape, memory_order(x), low)
+    return np.moveaxis(y, -1, 0), ("major", cols_t, w2t, windows, xp.shape, memory_order(x))
 
 
-# A small map with few channels (LeNet's second conv: 6 maps of 14x14, 5x5 kernels) is
-# cheaper as a convolution over its remaining axes whose channels are (C, H): the weights
-# become a Toeplitz matrix in H, so im2col copies kw*C*Hp numbers per output row of the
-# map instead of kh*kw*C per output pixel, and the backward scatter is kw adds instead of
-# kh*kw. The price: the GEMMs multiply Hp/kh times more zeros (2.8x for LeNet). Measured,
-# LeNet's conv2 at batch 64: fwd 0.66 -> 0.50 ms, bwd 1.11 -> 0.96 ms.
-_MAX_INFLATION = 3.0
+# Row blocks: a small map with few channels (LeNet's: 1 or 6 maps of 32x32 or 14x14,
+# 5x5 kernels) is cheaper as a convolution over its other axes whose channels are
+# (C, rows of a block): each block of g output rows reads Hb = (g-1)*s + (kh-1)*d + 1
+# input rows, and the weights become one Toeplitz matrix in H, (g*K, T_r*C*Hb), shared
+# by all blocks: w2[(o, k), (t, c, y)] = w[k, c, i, t] where y = o*s + i*d, else 0.
+# So im2col copies T_r*C*Hb numbers per block instead of kh*T_r*C per output row, the
+# GEMM has g*K rows instead of K (OpenBLAS crawls at 6 or 16), and the backward scatter
+# is T_r adds per block instead of kh*T_r. The price: the GEMMs also multiply the
+# Toeplitz zeros, Hb/kh times the work; blocks are sized to keep that at most
+# _MAX_INFLATION. Measured at batch 64 (fwd, fwd+bwd): LeNet's first conv 0.53 -> 0.37 ms
+# fwd; its second 0.66 -> 0.5 ms fwd, 1.77 -> 1.3 ms fwd+bwd (plain im2col: 150 x 6400
+# columns and a 16-row GEMM; here 2 blocks of 270 x 640 and an 80-row GEMM).
+_MAX_INFLATION = 2.0
 
 
-def _lowered(x, kernel, stride, hp):
-    """True (lower axis 0) for a batch-last conv of 2+ spatial axes whose padded height
-    ``hp`` is at most _MAX_INFLATION kernel heights; else None. Only for finite x: the
-    zeros of the Toeplitz matrix times an inf or NaN would spread it over a whole column
-    of outputs, beyond its receptive field."""
-    if (len(kernel) < 2 or hp > _MAX_INFLATION * kernel[0] or _use_channels_last(x.shape[1], kernel, stride)
-            or not all_finite(x)):
+def _row_block(x, kernel, stride, dilation, hp, out_shape, kdim):
+    """Output rows per block for the row-block route (the most whose input rows stay within
+    _MAX_INFLATION kernel heights, dividing the output rows), or None: fewer than 2 spatial
+    axes, channels-last, no such block, columns over _KEEP_BYTES -- or a non-finite x,
+    since the Toeplitz zeros times an inf or NaN would spread it over a whole block."""
+    if len(kernel) < 2 or _use_channels_last(x.shape[1], kernel, stride):
         return None
-    return True
+    kh, s0, d0, ho = kernel[0], stride[0], dilation[0], out_shape[0]
+    fits = [g for g in range(2, ho + 1)
+            if ho % g == 0 and (g - 1) * s0 + (kh - 1) * d0 + 1 <= _MAX_INFLATION * kh]
+    if not fits:
+        return None
+    g = fits[-1]
+    hb = (g - 1) * s0 + (kh - 1) * d0 + 1
+    size = math.prod(kernel[1:]) * x.shape[1] * hb * (ho // g) * math.prod(out_shape[1:]) * x.shape[0]
+    if size * x.itemsize > _KEEP_BYTES or not all_finite(x):
+        return None
+    return g
 
 
-def _toeplitz(w, hp, ho, s0, d0):
-    """w (K, C, kh, *kr) -> w2t (K*Ho, T_r*C*Hp), rows (k, o), columns (tap over the other
-    axes, c, y): w2t[(k, o), (t, c, y)] = w[k, c, i, t] where y = o*s0 + i*d0, else 0."""
+def _toeplitz(w, b, hb, g, s0, d0):
+    """w (K, C, kh, *kr), b (K,) or None -> w2 (g*K, T_r*C*Hb + 1), rows (o, k), columns
+    (tap over the other axes, c, y) and the bias: w2[(o, k), (t, c, y)] = w[k, c, i, t]
+    where y = o*s0 + i*d0, else 0; w2[(o, k), -1] = b[k] (it meets a row of ones in the
+    columns, so the GEMM adds the bias and the dw GEMM sums db)."""
     kdim, c, kh = w.shape[:3]
     kr = math.prod(w.shape[3:])
-    m = np.zeros((kdim, ho, kr, c, hp), dtype=w.dtype)
-    sk, so, st, sc, sy = m.strides
-    # the (k, o, t, c, i) diagonal band of m, a view
-    band = np.ndarray((kdim, ho, kr, c, kh), dtype=m.dtype, buffer=m,
-                      strides=(sk, so + s0 * sy, st, sc, d0 * sy))
-    band[...] = np.moveaxis(w.reshape(kdim, c, kh, kr), 3, 1)[:, None]
-    return m.reshape(kdim * ho, kr * c * hp)
+    ncol = kr * c * hb + 1
+    m = np.zeros((g, kdim, ncol), dtype=w.dtype)
+    so, sk, sq = m.strides
+    band = np.ndarray((g, kdim, kr, c, kh), dtype=m.dtype, buffer=m,  # a view of the band
+                      strides=(so + s0 * sq, sk, c * hb * sq, hb * sq, d0 * sq))
+    band[...] = np.moveaxis(w.reshape(kdim, c, kh, kr), 3, 1)
+    if b is not None:
+        m[:, :, -1] = b
+    return m.reshape(g * kdim, ncol)
 
 
-def _untoeplitz(dm, w_shape, hp, ho, s0, d0):
-    """The gradient of :func:`_toeplitz`: dw[k, c, i, t] = sum_o dm[(k, o), (t, c, o*s0 + i*d0)]
-    (a strided view of its band, summed over o)."""
+def _untoeplitz(dm, w_shape, hb, g, s0, d0):
+    """The gradient of :func:`_toeplitz` from dm (T_r*C*Hb + 1, g*K), the transposed
+    gradient of w2: dw[k, c, i, t] = sum_o dm[(t, c, o*s0 + i*d0), (o, k)]; db its last row."""
     kdim, c, kh = w_shape[:3]
     kr = math.prod(w_shape[3:])
-    if not (dm.flags.c_contiguous or dm.flags.f_contiguous):
-        dm = np.ascontiguousarray(dm)
-    sr, sq = dm.strides  # row (k, o) and column (t, c, y) steps; dm may be transposed
-    band = np.ndarray((kdim, c, kh, kr, ho), dtype=dm.dtype,
-                      buffer=dm if dm.flags.c_contiguous else dm.T,  # same memory, a buffer
-                      strides=(ho * sr, hp * sq, d0 * sq, c * hp * sq, sr + s0 * sq))
-    return band.sum(axis=-1).reshape(w_shape)
+    dm = np.ascontiguousarray(dm)
+    band = np.ndarray((kdim, c, kh, kr, g), dtype=dm.dtype, buffer=dm,
+                      strides=tuple(dm.itemsize * v for v in
+                                    (1, hb * g * kdim, d0 * g * kdim, c * hb * g * kdim, kdim + s0 * g * kdim)))
+    return band.sum(axis=-1).reshape(w_shape), dm[-1].reshape(g, kdim).sum(axis=0)
+
+
+def _block_windows(xp, g, kernel, stride, dilation, out_shape):
+    """(B, *kr, C, Hb, *out_r, N) view of the padded batch-last (C, Hp, *Sr, N) (a
+    C-ordered array): element [b, t, c, y, o, n] is xp[c, b*g*s0 + y, o*s_r + t*d_r, n]."""
+    kh, s0, d0 = kernel[0], stride[0], dilation[0]
+    hb = (g - 1) * s0 + (kh - 1) * d0 + 1
+    sc, sy, sr, sn = xp.strides[0], xp.strides[1], xp.strides[2:-1], xp.strides[-1]
+    shape = (out_shape[0] // g,) + tuple(kernel[1:]) + (xp.shape[0], hb) + tuple(out_shape[1:]) + (xp.shape[-1],)
+    strides = ((g * s0 * sy,) + tuple(s * d for s, d in zip(sr, dilation[1:])) + (sc, sy)
+               + tuple(s * st for s, st in zip(sr, stride[1:])) + (sn,))
+    return np.ndarray(shape, dtype=xp.dtype, buffer=xp, strides=strides)  # 10x quicker than as_strided
+
+
+def _conv_forward_rows(x, xp, w, b, g, stride, dilation, out_shape):
+    """The row-block route of conv_forward (see the note above): y (N, K, *out) as a view
+    of a (Ho, K, *out_r, N) buffer."""
+    kdim, n = w.shape[0], xp.shape[-1]
+    hb = (g - 1) * stride[0] + (w.shape[2] - 1) * dilation[0] + 1
+    w2 = _toeplitz(w, b, hb, g, stride[0], dilation[0])
+    xp = np.ascontiguousarray(xp)
+    windows = _block_windows(xp, g, w.shape[2:], stride, dilation, out_shape)
+    nb, width = windows.shape[0], math.prod(out_shape[1:]) * n
+    cols = np.empty((nb, w2.shape[1], width), dtype=x.dtype)
+    np.copyto(cols[:, :-1].reshape(windows.shape), windows)
+    cols[:, -1] = 1  # the bias row
+    y = np.matmul(w2, cols)  # (B, g*K, width): rows (o, k) of each block
+    y = y.reshape((out_shape[0], kdim) + tuple(out_shape[1:]) + (n,))
+    view = np.moveaxis(np.moveaxis(y, 1, 0), -1, 0)  # (N, K, Ho, *out_r)
+    return view, ("rows", cols, w2, g, xp.shape, memory_order(x))
+
+
+def _conv_backward_rows(dout, w, kcache, stride, pads, dilation, need_dx):
+    """Gradients of :func:`_conv_forward_rows`: dw from (sum over blocks of d @ cols^T)
+    folded back from the Toeplitz band, db the sum of d, dx as (w2^T @ d) scattered back
+    with one add per block and tap of the other axes."""
+    _, cols, w2, g, xp_shape, x_order = kcache
+    kdim, c = w.shape[:2]
+    kh, kernel_r = w.shape[2], w.shape[3:]
+    out_shape = tuple(dout.shape[2:])
+    hb = (g - 1) * stride[0] + (kh - 1) * dilation[0] + 1
+    # (N, K, Ho, *out_r) -> (B, g*K, width), free when dout is in the forward's layout
+    d = np.moveaxis(np.moveaxis(dout, 0, -1), 1, 0).reshape(cols.shape[0], g * kdim, -1)
+    dm = np.matmul(cols, d.transpose(0, 2, 1)).sum(axis=0)  # (T_r*C*Hb + 1, g*K): 1.3x faster than d @ cols^T
+    dw, db = _untoeplitz(dm, w.shape, hb, g, stride[0], dilation[0])
+    if not need_dx:
+        return None, dw, db
+    spatial = xp_shape[1:-1]
+    if not all_finite(d):
+        # an inf or NaN would spread over the Toeplitz zeros: the plain scatter keeps it
+        # to its receptive field, as in PyTorch
+        w2_rows = w.reshape(kdim, c, -1).transpose(2, 1, 0).reshape(-1, kdim)  # (T*C, K)
+        d_kpn = np.moveaxis(dout, 0, -1).reshape(kdim, -1)
+        dxp = _col2im_batch_last(w2_rows, d_kpn, w.shape[2:], c, out_shape, spatial, stride, dilation)
+        return _from_batch_last_padded(dxp, pads, x_order), dw, db
+    r = np.matmul(w2[:, :-1].T, d)  # (B, T_r*C*Hb, width)
+    r = r.reshape((r.shape[0],) + (len(_taps_nd(kernel_r)), c, hb) + out_shape[1:] + (xp_shape[-1],))
+    dxp = np.zeros(xp_shape, dtype=d.dtype)
+    step = g * stride[0]
+    for blk in range(r.shape[0]):
+        rows = slice(blk * step, blk * step + hb)
+        for t, offset in _taps_nd(kernel_r):
+            dxp[(slice(None), rows) + _offset_slices(offset, stride[1:], dilation[1:], out_shape[1:])] += r[blk, t]
+    return _from_batch_last_padded(dxp, pads, x_order), dw, db
 
 
 def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
@@ -659,6 +731,8 @@ def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
     - otherwise (few channels, where a GEMM only C wide or a channels-last scatter would
       crawl): col2im in batch-last order, see :func:`_col2im_batch_last`.
     """
+    if kcache[0] == "rows":
+        return _conv_backward_rows(dout, w, kcache, stride, pads, dilation, need_dx)
     layout, buf, w2, bounds = kcache[:4]
     kdim, c = w.shape[:2]
     kernel = w.shape[2:]
@@ -701,49 +775,28 @@ def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
             return channels_first_view(dxp[(slice(None),) + interior]), dw, db
         w2_rows = w2  # (T*C, K)
     else:
-        cols_t, windows, xp_shape, low = buf, kcache[3], kcache[4], kcache[6]
-        spatial = xp_shape[1:-1]
-        if low is not None:  # the conv ran over axes 1.. with (C, Hp) channels
-            hp, ho = xp_shape[1], out_shape[0]
-            run = (kernel[1:], c * hp, out_shape[1:], spatial[1:], stride[1:], dilation[1:])
-        else:
-            run = (kernel, c, out_shape, spatial, stride, dilation)
-        d_kpn = np.moveaxis(dout, 0, -1).reshape(w2.shape[0], -1)  # free if dout is in our layout
-        out_run = run[2]
+        cols_t, windows, spatial = buf, kcache[3], kcache[4][1:-1]
+        d_kpn = np.moveaxis(dout, 0, -1).reshape(kdim, -1)  # free if dout is in our layout
 
         def part(lo, hi):  # output rows lo..hi; columns kept or rebuilt chunk by chunk
             dw_p = 0
             for cols, c0, c1 in _im2col_batch_last(windows, cols_t, lo, hi, rebuild=cols_t is None):
                 dw_p = dw_p + _gemm_nt_blocked(d_kpn[:, c0:c1], cols)
-            row = d_kpn.shape[1] // out_run[0]
+            row = d_kpn.shape[1] // out_shape[0]
             return dw_p, _column_sums(d_kpn[:, lo * row:hi * row].T)
 
         flops = 2.0 * d_kpn.size * w2.shape[1]
-        dw, db = (sum(r) for r in zip(*parallel(part, partition(out_run[0], 1, flops, FLOPS_PER_PART))))
-        if low is not None:
-            dw = _untoeplitz(dw, w.shape, hp, ho, stride[0], dilation[0])
-            db = db.reshape(kdim, ho).sum(axis=1)
-        else:
-            dw = np.ascontiguousarray(dw.reshape((kdim, -1, c)).transpose(0, 2, 1)).reshape(w.shape)
+        dw, db = (sum(r) for r in zip(*parallel(part, partition(out_shape[0], 1, flops, FLOPS_PER_PART))))
+        dw = np.ascontiguousarray(dw.reshape((kdim, -1, c)).transpose(0, 2, 1)).reshape(w.shape)
         w2_rows = w2.T
     if not need_dx:
         return None, dw, db
-    if layout == "last":
-        if not strided and c >= 16:
-            return _dx_by_full_correlation(dout, w, pads, dilation, spatial), dw, db
-        d_kpn = d2.reshape(-1, p, kdim).transpose(2, 1, 0).reshape(kdim, -1)
-        run = (kernel, c, out_shape, spatial, stride, dilation)
-    elif low is None and not strided and c >= 16:
+    if not strided and c >= 16:
         return _dx_by_full_correlation(dout, w, pads, dilation, spatial), dw, db
-    elif low is not None and not all_finite(d_kpn):
-        # an inf or NaN in dout would spread over the zeros of the Toeplitz matrix: the
-        # plain scatter keeps it to the receptive field, as PyTorch does
-        w2_rows = w.reshape(kdim, c, -1).transpose(2, 1, 0).reshape(-1, kdim)  # (T*C, K)
-        d_kpn = d_kpn.reshape(kdim, -1)
-        run = (kernel, c, out_shape, spatial, stride, dilation)
-    dxp = _col2im_batch_last(w2_rows, d_kpn, *run)
-    return _from_batch_last_padded(dxp.reshape((c,) + tuple(spatial) + (dxp.shape[-1],)), pads,
-                                   kcache[5]), dw, db
+    if layout == "last":
+        d_kpn = d2.reshape(-1, p, kdim).transpose(2, 1, 0).reshape(kdim, -1)
+    dxp = _col2im_batch_last(w2_rows, d_kpn, kernel, c, out_shape, spatial, stride, dilation)
+    return _from_batch_last_padded(dxp, pads, kcache[5]), dw, db
 
 
 def _col2im_batch_last(w2_rows, d_kpn, kernel, c, out_shape, spatial, stride, dilation):
