@@ -594,18 +594,23 @@ def conv_forward(x, w, b, stride, pads, dilation, out_shape):
 # GEMM has g*K rows instead of K (OpenBLAS crawls at 6 or 16), and the backward scatter
 # is T_r adds per block instead of kh*T_r. The price: the GEMMs also multiply the
 # Toeplitz zeros, Hb/kh times the work; blocks are sized to keep that at most
-# _MAX_INFLATION. Measured at batch 64 (fwd, fwd+bwd): LeNet's first conv 0.53 -> 0.37 ms
-# fwd; its second 0.66 -> 0.5 ms fwd, 1.77 -> 1.3 ms fwd+bwd (plain im2col: 150 x 6400
-# columns and a 16-row GEMM; here 2 blocks of 270 x 640 and an 80-row GEMM).
+# _MAX_INFLATION. Measured at batch 64, conv2d_forward / conv2d_backward, plain -> row
+# blocks: LeNet's second conv (2 blocks of 5 rows: an 80-row GEMM over 2 x 271 x 640
+# columns instead of 16 rows over 151 x 6400) fwd 0.65 -> 0.46 ms, bwd 1.10 -> 0.90 ms;
+# its first (7 blocks of 4 rows) fwd 0.58 -> 0.44 ms, dw alone 0.47 -> 0.58 ms (a wash in
+# a training step, a gain in inference and wherever dx is needed: bwd 1.41 -> 1.24 ms).
 _MAX_INFLATION = 2.0
+# With 32 filters the plain GEMM runs well enough that the doubled work loses: 3 -> 32
+# channels 3x3 on 32x32 (blocks of 4 rows) went fwd 1.60 -> 1.52 ms but dw 2.58 -> 3.98.
+_ROWS_MAX_FILTERS = 16
 
 
 def _row_block(x, kernel, stride, dilation, hp, out_shape, kdim):
     """Output rows per block for the row-block route (the most whose input rows stay within
     _MAX_INFLATION kernel heights, dividing the output rows), or None: fewer than 2 spatial
-    axes, channels-last, no such block, columns over _KEEP_BYTES -- or a non-finite x,
+    axes, more than _ROWS_MAX_FILTERS filters, channels-last, no such block, columns over _KEEP_BYTES -- or a non-finite x,
     since the Toeplitz zeros times an inf or NaN would spread it over a whole block."""
-    if len(kernel) < 2 or _use_channels_last(x.shape[1], kernel, stride):
+    if len(kernel) < 2 or kdim > _ROWS_MAX_FILTERS or _use_channels_last(x.shape[1], kernel, stride):
         return None
     kh, s0, d0, ho = kernel[0], stride[0], dilation[0], out_shape[0]
     fits = [g for g in range(2, ho + 1)
