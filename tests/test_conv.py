@@ -176,6 +176,33 @@ def test_chained_convs_and_strided_views_match_torch(rng):
         np.testing.assert_allclose(ours, theirs, **TOL)
 
 
+def test_chained_row_block_convs_match_torch(rng, monkeypatch):
+    """LeNet-like: the first conv's output (images innermost) feeds the second as is (no
+    copy); each dx comes back in its input's layout, the padded one as a cropped view."""
+    from cnnlab.functional import _kernels
+    seen = []
+    real = _kernels._images_innermost
+    monkeypatch.setattr(_kernels, "_images_innermost", lambda *a: seen.append(real(*a)) or seen[-1])
+    x = rng.standard_normal((3, 1, 12, 12))
+    w1, b1 = rng.standard_normal((6, 1, 5, 5)), rng.standard_normal(6)
+    w2, b2 = rng.standard_normal((16, 6, 5, 5)), rng.standard_normal(16)
+    h, c1 = F.conv2d_forward(x, w1, b1, 1, 2)
+    y, c2 = F.conv2d_forward(h, w2, b2, 1, 0)
+    assert seen[0] is None and seen[1] is not None  # padded: copied; then taken as is
+    dy = rng.standard_normal(y.shape)
+    dh, dw2, db2 = F.conv2d_backward(dy, c2)
+    assert _kernels.memory_order(dh) == _kernels.memory_order(h)
+    dx, dw1, db1 = F.conv2d_backward(dh, c1)
+
+    def fn(tx, tw1, tb1, tw2, tb2):
+        return TF.conv2d(TF.conv2d(tx, tw1, tb1, padding=2), tw2, tb2)
+
+    t_y, grads = torch_autograd(fn, [x, w1, b1, w2, b2], dy)
+    np.testing.assert_allclose(y, t_y, **TOL)
+    for ours, theirs in zip([dx, dw1, db1, dw2, db2], grads):
+        np.testing.assert_allclose(ours, theirs, **TOL)
+
+
 def test_big_wide_conv_matches_torch(rng):
     """Big enough (about 9 MB of im2col columns in float64) that a fast path working in
     cache-sized pieces must stitch several of them, with an uneven last piece."""

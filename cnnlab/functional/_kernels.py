@@ -559,10 +559,10 @@ def conv_forward(x, w, b, stride, pads, dilation, out_shape):
         kept = None if any(k is None for k in kept) else kept
         y = y.reshape((n,) + tuple(out_shape) + (kdim,))
         return channels_first_view(y), ("last", xp, w2, bounds, kept, memory_order(x))
-    xp = _batch_last_padded(x, pads)
-    g = _row_block(x, kernel, stride, dilation, xp.shape[1], out_shape, kdim)
+    g = _row_block(x, kernel, stride, dilation, x.shape[2] + sum(pads[0]), out_shape, kdim)
     if g is not None:
-        return _conv_forward_rows(x, xp, w, b, g, stride, dilation, out_shape)
+        return _conv_forward_rows(x, w, b, g, stride, pads, dilation, out_shape)
+    xp = _batch_last_padded(x, pads)
     windows = _window_view_batch_last(xp, kernel, stride, dilation, out_shape)
     # (K, C, *k) -> (K, T, C) so columns match the (tap, channel) rows of the columns
     w2t = np.ascontiguousarray(w.reshape(kdim, c, -1).transpose(0, 2, 1)).reshape(kdim, ntap)
@@ -656,24 +656,36 @@ def _untoeplitz(dm, w_shape, hb, g, s0, d0):
 
 
 def _block_windows(xp, g, kernel, stride, dilation, out_shape):
-    """(B, *kr, C, Hb, *out_r, N) view of the padded batch-last (C, Hp, *Sr, N) (a
-    C-ordered array): element [b, t, c, y, o, n] is xp[c, b*g*s0 + y, o*s_r + t*d_r, n]."""
+    """(B, *kr, C, Hb, *out_r, N) view of the padded (C, Hp, *Sr, N) ``xp`` (any
+    strides): element [b, t, c, y, o, n] is xp[c, b*g*s0 + y, o*s_r + t*d_r, n]."""
     kh, s0, d0 = kernel[0], stride[0], dilation[0]
     hb = (g - 1) * s0 + (kh - 1) * d0 + 1
     sc, sy, sr, sn = xp.strides[0], xp.strides[1], xp.strides[2:-1], xp.strides[-1]
     shape = (out_shape[0] // g,) + tuple(kernel[1:]) + (xp.shape[0], hb) + tuple(out_shape[1:]) + (xp.shape[-1],)
     strides = ((g * s0 * sy,) + tuple(s * d for s, d in zip(sr, dilation[1:])) + (sc, sy)
                + tuple(s * st for s, st in zip(sr, stride[1:])) + (sn,))
-    return np.ndarray(shape, dtype=xp.dtype, buffer=xp, strides=strides)  # 10x quicker than as_strided
+    if xp.flags.c_contiguous:
+        return np.ndarray(shape, dtype=xp.dtype, buffer=xp, strides=strides)  # 10x quicker
+    return as_strided(xp, shape=shape, strides=strides, writeable=False)
 
 
-def _conv_forward_rows(x, xp, w, b, g, stride, dilation, out_shape):
+def _images_innermost(x, pads):
+    """x (N, C, *S) as (C, *S, N) without a copy when the images are innermost in memory
+    already (the output of a batch-last or row-block op) and nothing is padded, else None."""
+    if x.strides[0] == x.itemsize and x.shape[0] > 1 and all(lo == hi == 0 for lo, hi in pads):
+        return np.moveaxis(x, 0, -1)
+    return None
+
+
+def _conv_forward_rows(x, w, b, g, stride, pads, dilation, out_shape):
     """The row-block route of conv_forward (see the note above): y (N, K, *out) as a view
     of a (Ho, K, *out_r, N) buffer."""
-    kdim, n = w.shape[0], xp.shape[-1]
+    kdim, n = w.shape[0], x.shape[0]
+    xp = _images_innermost(x, pads)
+    if xp is None:
+        xp = _batch_last_padded(x, pads)
     hb = (g - 1) * stride[0] + (w.shape[2] - 1) * dilation[0] + 1
     w2 = _toeplitz(w, b, hb, g, stride[0], dilation[0])
-    xp = np.ascontiguousarray(xp)
     windows = _block_windows(xp, g, w.shape[2:], stride, dilation, out_shape)
     nb, width = windows.shape[0], math.prod(out_shape[1:]) * n
     cols = np.empty((nb, w2.shape[1], width), dtype=x.dtype)
@@ -710,12 +722,18 @@ def _conv_backward_rows(dout, w, kcache, stride, pads, dilation, need_dx):
         return _from_batch_last_padded(dxp, pads, x_order), dw, db
     r = np.matmul(w2[:, :-1].T, d)  # (B, T_r*C*Hb, width)
     r = r.reshape((r.shape[0],) + (len(_taps_nd(kernel_r)), c, hb) + out_shape[1:] + (xp_shape[-1],))
-    dxp = np.zeros(xp_shape, dtype=d.dtype)
+    if x_order[-1] == 0:  # x had its images innermost: dx in x's layout, cropped without a copy
+        full = empty_in_order((xp_shape[-1],) + tuple(xp_shape[:-1]), d.dtype, x_order, zero=True)
+        dxp = np.moveaxis(full, 0, -1)
+    else:
+        full, dxp = None, np.zeros(xp_shape, dtype=d.dtype)
     step = g * stride[0]
     for blk in range(r.shape[0]):
         rows = slice(blk * step, blk * step + hb)
         for t, offset in _taps_nd(kernel_r):
             dxp[(slice(None), rows) + _offset_slices(offset, stride[1:], dilation[1:], out_shape[1:])] += r[blk, t]
+    if full is not None:
+        return _unpad(full, pads), dw, db
     return _from_batch_last_padded(dxp, pads, x_order), dw, db
 
 
