@@ -152,15 +152,16 @@ def receptive_hits(shape, bad, kernel, stride, padding):
     return out[:, 0] > 0
 
 
+@pytest.mark.parametrize("k, positions", [(3, 9), (5, 20)])  # 5x5: the fast path's row blocks
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
-def test_nan_and_inf_propagate_through_conv(impl, value, rng):
+def test_nan_and_inf_propagate_through_conv(impl, value, k, positions, rng):
     x = rng.standard_normal((2, 2, 6, 5))
     bad = (1, 1, 2, 3)
     x[bad] = value
-    w = rng.uniform(0.5, 1.5, (3, 2, 3, 3)) * rng.choice([-1, 1], (3, 2, 3, 3))  # no zero weights
-    out, _ = impl.conv2d_forward(x, w, np.zeros(3), stride=1, padding=1)
-    hit = np.broadcast_to(receptive_hits(x.shape, bad, (3, 3), 1, 1)[:, None], out.shape)
-    assert hit.sum() == 3 * 9  # 3 filters, 9 positions
+    w = rng.uniform(0.5, 1.5, (3, 2, k, k)) * rng.choice([-1, 1], (3, 2, k, k))  # no zero weights
+    out, _ = impl.conv2d_forward(x, w, np.zeros(3), stride=1, padding=k // 2)
+    hit = np.broadcast_to(receptive_hits(x.shape, bad, (k, k), 1, k // 2)[:, None], out.shape)
+    assert hit.sum() == 3 * positions  # 3 filters
     np.testing.assert_array_equal(~np.isfinite(out), hit)
     if np.isnan(value):
         assert np.all(np.isnan(out[hit]))
@@ -175,18 +176,19 @@ def test_nan_and_inf_in_dout_stay_in_their_receptive_field(value, rng):
     import torch
     from conftest import torch_autograd
     x = rng.standard_normal((2, 2, 6, 5))
-    w = rng.uniform(0.5, 1.5, (3, 2, 3, 3)) * rng.choice([-1, 1], (3, 2, 3, 3))
+    w = rng.uniform(0.5, 1.5, (3, 2, 5, 5)) * rng.choice([-1, 1], (3, 2, 5, 5))
     b = np.zeros(3)
-    out, cache = F.conv2d_forward(x, w, b, stride=1, padding=1)
+    out, cache = F.conv2d_forward(x, w, b, stride=1, padding=2)
+    assert cache[-1][0] == "rows"  # the Toeplitz route ran
     dout = rng.standard_normal(out.shape)
     dout[1, 2, 2, 3] = value
     dx, dw, db = F.conv2d_backward(dout, cache)
     _, (t_dx, t_dw, t_db) = torch_autograd(
-        lambda a, k, c: torch.nn.functional.conv2d(a, k, c, 1, 1), (x, w, b), dout)
+        lambda a, k, c: torch.nn.functional.conv2d(a, k, c, 1, 2), (x, w, b), dout)
     for ours, theirs in ((dx, t_dx), (dw, t_dw), (db, t_db)):
         np.testing.assert_array_equal(~np.isfinite(ours), ~np.isfinite(theirs))
         assert np.isfinite(ours).any()
-    assert (~np.isfinite(dx)).sum() == 2 * 9  # both channels of the 3x3 cells it reached
+    assert (~np.isfinite(dx)).sum() == 2 * 20  # both channels of the 5x4 cells it reached
 
 
 def test_nan_and_inf_propagate_through_relu(impl):

@@ -272,9 +272,9 @@ def test_convnd_infers_rank_and_named_wrappers_agree(rng):
 @pytest.mark.parametrize("xs, ws, stride, padding, dilation", [
     ((3, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1),                # LeNet's second conv: 2 blocks of 5 rows
     ((2, 1, 28, 28), (6, 1, 5, 5), 1, 2, 1),                 # LeNet's first: 7 blocks of 4
-    ((2, 3, 7, 7), (4, 3, 3, 3), (2, 1), (1, 0), 1),         # strided along H
-    ((2, 2, 5, 6), (3, 2, 2, 3), 1, ((1, 0), (0, 1)), (2, 1)),  # dilated, uneven padding
-    ((2, 2, 4, 4, 6), (3, 2, 3, 2, 3), (1, 2, 1), 1, 1),     # 3-D: H in blocks, a 2-D conv remains
+    ((2, 3, 13, 7), (4, 3, 5, 3), (2, 1), (1, 0), 1),        # strided along H: 2 blocks of 3
+    ((2, 2, 9, 6), (3, 2, 5, 3), 1, ((1, 0), (0, 1)), (2, 1)),  # dilated, uneven padding
+    ((2, 2, 8, 4, 6), (3, 2, 5, 2, 3), (1, 2, 1), 1, 1),     # 3-D: H in blocks, a 2-D conv remains
 ])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_toeplitz_lowering_matches_plain_path_and_torch(xs, ws, stride, padding, dilation, dtype,

@@ -603,14 +603,21 @@ _MAX_INFLATION = 2.0
 # With 32 filters the plain GEMM runs well enough that the doubled work loses: 3 -> 32
 # channels 3x3 on 32x32 (blocks of 4 rows) went fwd 1.60 -> 1.52 ms but dw 2.58 -> 3.98.
 _ROWS_MAX_FILTERS = 16
+# A 3-row kernel saves too little of its (short) im2col: 3 -> 16 channels 3x3 on 32x32
+# went fwd 1.29 -> 1.10 ms but dw 1.59 -> 2.19 ms and dx 1.78 -> 1.74; 1 -> 8 on 28x28
+# fwd+bwd 1.24 -> 1.46 ms; while 3 -> 16 5x5 on 32x32 went fwd 3.31 -> 1.90, fwd+bwd
+# 9.8 -> 7.6 ms.
+_ROWS_MIN_KERNEL = 5
 
 
 def _row_block(x, kernel, stride, dilation, hp, out_shape, kdim):
     """Output rows per block for the row-block route (the most whose input rows stay within
     _MAX_INFLATION kernel heights, dividing the output rows), or None: fewer than 2 spatial
-    axes, more than _ROWS_MAX_FILTERS filters, channels-last, no such block, columns over _KEEP_BYTES -- or a non-finite x,
+    axes, kernels under _ROWS_MIN_KERNEL rows, more than _ROWS_MAX_FILTERS filters,
+    channels-last, no such block, columns over _KEEP_BYTES -- or a non-finite x,
     since the Toeplitz zeros times an inf or NaN would spread it over a whole block."""
-    if len(kernel) < 2 or kdim > _ROWS_MAX_FILTERS or _use_channels_last(x.shape[1], kernel, stride):
+    if (len(kernel) < 2 or kernel[0] < _ROWS_MIN_KERNEL or kdim > _ROWS_MAX_FILTERS
+            or _use_channels_last(x.shape[1], kernel, stride)):
         return None
     kh, s0, d0, ho = kernel[0], stride[0], dilation[0], out_shape[0]
     fits = [g for g in range(2, ho + 1)
