@@ -267,6 +267,68 @@ def masked(a, mask, out=None, finite=None):
     return out
 
 
+# --------------------------------------------------------------------------- per channel
+#
+# Batch norm's statistics and its scale-and-shift act per channel. When the channels are
+# innermost in memory (a channels-last conv's output, or (N, D) features) NumPy would
+# run them as one short inner loop per pixel (32 numbers for 32 channels): measured on
+# 64x32x32x32, a mean took 1.1 ms and x * scale 1.9 ms. Seen as rows of m pixels
+# (m * C numbers) against a scale tiled m times, the inner loops are long: 0.3 ms each.
+
+
+def _channel_rows(x):
+    """(rows of m pixels, m) for x (N, C, *S) whose channels are innermost in memory, else
+    None: the (P/m, m*C) view, with m * C at most 4096."""
+    v = np.moveaxis(x, 1, -1)
+    if not v.flags.c_contiguous:
+        return None
+    c, m = x.shape[1], 1
+    p = x.size // max(c, 1)
+    while 2 * m * c <= 4096 and p % (2 * m) == 0:
+        m *= 2
+    return v.reshape(p // m, m * c), m
+
+
+def channel_sums(x):
+    """x (N, C, *S) -> (C,): the sum over every axis but the channels."""
+    rows = _channel_rows(x)
+    if rows is None:
+        return x.sum(axis=(0,) + tuple(range(2, x.ndim)))
+    v, m = rows
+    return v.sum(axis=0).reshape(m, -1).sum(axis=0)
+
+
+def channel_dot(a, b):
+    """a, b (N, C, *S) -> (C,): sum over every axis but the channels of a * b, without
+    the product as a temporary."""
+    ra, rb = _channel_rows(a), _channel_rows(b)
+    if ra is None or rb is None or ra[1] != rb[1]:
+        idx = "abcdefghij"[:a.ndim]
+        return np.einsum(f"{idx},{idx}->{idx[1]}", a, b)
+    return np.einsum("ij,ij->j", ra[0], rb[0]).reshape(ra[1], -1).sum(axis=0)
+
+
+def channel_affine(x, scale, shift=None, out=None):
+    """x * scale[c] + shift[c] for x (N, C, *S), scale/shift (C,) or None (no scaling, no
+    shift) -> a new array in x's memory layout, or ``out``."""
+    if out is None:
+        out = empty_in_order(x.shape, x.dtype, memory_order(x))
+    rx, ro = _channel_rows(x), _channel_rows(out)
+    if rx is not None and ro is not None and rx[1] == ro[1]:
+        (x, m), out_v = rx, ro[0]
+        spread = lambda a: np.tile(a.astype(x.dtype, copy=False), m)  # noqa: E731
+    else:
+        out_v = out
+        spread = lambda a: a.reshape((1, -1) + (1,) * (x.ndim - 2)).astype(x.dtype, copy=False)  # noqa: E731
+    if scale is None:
+        np.add(x, spread(shift), out=out_v)
+        return out
+    np.multiply(x, spread(scale), out=out_v)
+    if shift is not None:
+        np.add(out_v, spread(shift), out=out_v)
+    return out
+
+
 # --------------------------------------------------------------------------- layout
 
 
@@ -351,7 +413,7 @@ def _copy_in_order(a, order):
     return copy_into(empty_in_order(a.shape, a.dtype, order), a)
 
 
-def _in_order(a, order):
+def in_order(a, order):
     """``a``, copied into memory order ``order`` unless it is in it already."""
     return a if memory_order(a) == order else _copy_in_order(a, order)
 
@@ -830,7 +892,7 @@ def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
         spatial = xp.shape[1:-1]
         if scatter_last:
             interior = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(spatial, pads))
-            return _in_order(channels_first_view(dxp[(slice(None),) + interior]), kcache[5]), dw, db
+            return in_order(channels_first_view(dxp[(slice(None),) + interior]), kcache[5]), dw, db
         w2_rows = w2  # (T*C, K)
     else:
         cols_t, windows, spatial = buf, kcache[3], kcache[4][1:-1]
@@ -850,7 +912,7 @@ def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
     if not need_dx:
         return None, dw, db
     if not strided and c >= 16:
-        return _in_order(_dx_by_full_correlation(dout, w, pads, dilation, spatial), kcache[5]), dw, db
+        return in_order(_dx_by_full_correlation(dout, w, pads, dilation, spatial), kcache[5]), dw, db
     if layout == "last":
         d_kpn = d2.reshape(-1, p, kdim).transpose(2, 1, 0).reshape(kdim, -1)
     dxp = _col2im_batch_last(w2_rows, d_kpn, kernel, c, out_shape, spatial, stride, dilation)

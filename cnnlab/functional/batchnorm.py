@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._args import as_float_array
+from ._kernels import in_order, channel_affine, channel_dot, channel_sums, memory_order
 
 
 def _param(bn_param, d, dtype):
@@ -30,12 +31,6 @@ def _param(bn_param, d, dtype):
     return mode, eps, momentum, rm, rv
 
 
-def _channel_dot(a, b):
-    """sum over every axis but 1 of a * b -> (C,), without the a * b temporary."""
-    idx = "abcdefghij"[:a.ndim]
-    return np.einsum(f"{idx},{idx}->{idx[1]}", a, b)
-
-
 def _bn_forward(x, gamma, beta, bn_param, axes, shape):
     d = x.shape[1]
     gamma = as_float_array(gamma, "gamma")
@@ -46,24 +41,24 @@ def _bn_forward(x, gamma, beta, bn_param, axes, shape):
     mode, eps, momentum, rm, rv = _param(bn_param, d, x.dtype)
     g = gamma.reshape(shape).astype(x.dtype, copy=False)
     bt = beta.reshape(shape).astype(x.dtype, copy=False)
-    if mode == "test":
-        inv = 1.0 / np.sqrt(rv.reshape(shape) + eps)
-        out = ((x - rm.reshape(shape)) * inv * g + bt).astype(x.dtype, copy=False)
-        return out, None
-    mu = x.mean(axis=axes, keepdims=True)
-    xc = x - mu
+    if mode == "test":  # out = (x - running_mean) * gamma / sqrt(running_var + eps) + beta
+        scale = g.reshape(d) / np.sqrt(rv + eps).astype(x.dtype, copy=False)
+        return channel_affine(x, scale, bt.reshape(d) - rm.astype(x.dtype, copy=False) * scale), None
     m = x.size // d
-    var = (_channel_dot(xc, xc) / m).reshape(shape)  # mean of xc^2, no xc*xc temporary
+    # per-channel passes that keep long inner loops in any memory layout (see
+    # _kernels.channel_sums): the mean, x - mean, its mean square, the scale and shift
+    mu = channel_sums(x) / m
+    xc = channel_affine(x, None, -mu)
+    var = channel_dot(xc, xc) / m  # mean of xc^2, no xc*xc temporary
     std = np.sqrt(var + eps)
-    # out = xhat * gamma + beta with xhat = xc / std, as xc * (gamma / std) + beta: two
-    # passes, and x_hat itself is never stored (the backward pass works from xc)
-    out = xc * (g / std)
-    out += bt
+    # out = xhat * gamma + beta with xhat = xc / std, as xc * (gamma / std) + beta: x_hat
+    # itself is never stored (the backward pass works from xc)
+    out = channel_affine(xc, g.reshape(d) / std, bt.reshape(d))
     rm *= momentum
-    rm += (1 - momentum) * mu.reshape(d)
+    rm += (1 - momentum) * mu
     rv *= momentum
-    rv += (1 - momentum) * var.reshape(d)
-    return out, (x, xc, mu, var, std, g, eps, axes)
+    rv += (1 - momentum) * var
+    return out, (x, xc, mu.reshape(shape), var.reshape(shape), std.reshape(shape), g, eps, axes)
 
 
 def batchnorm_forward(x, gamma, beta, bn_param):
@@ -103,14 +98,15 @@ def batchnorm_backward_alt(dout, cache):
     """
     x, xc, mu, var, std, g, eps, axes = cache
     m = x.size // x.shape[1]
-    dbeta = dout.sum(axis=axes, keepdims=True)
-    dgamma = _channel_dot(dout, xc).reshape(dbeta.shape) / std  # sum(dout * xhat)
-    # same formula, in place: gamma/std * (dout - dbeta/m - xhat * dgamma/m)
-    dx = xc * (dgamma / (m * std))
-    np.subtract(dout, dx, out=dx)
-    dx -= dbeta / m
-    dx *= g / std
-    return dx.astype(x.dtype, copy=False), dgamma.reshape(-1), dbeta.reshape(-1)
+    std, a = std.reshape(-1), (g / std).reshape(-1)
+    dout = in_order(dout, memory_order(xc))  # mixed layouts would crawl (see copy_into)
+    dbeta = channel_sums(dout)
+    dgamma = channel_dot(dout, xc) / std  # sum(dout * xhat)
+    # dx = a * (dout - xc * dgamma / (m * std)) - a * dbeta / m, a = gamma / std
+    dx = channel_affine(xc, -dgamma / (m * std))
+    np.add(dx, dout, out=dx)
+    channel_affine(dx, a, -a * dbeta / m, out=dx)
+    return dx.astype(x.dtype, copy=False), dgamma, dbeta
 
 
 def spatial_batchnorm_forward(x, gamma, beta, bn_param):
