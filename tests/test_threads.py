@@ -63,3 +63,18 @@ def test_small_work_stays_on_one_thread_large_work_splits(three_threads):
     assert len(_kernels.partition(64, 2, work=1e9, grain=50e6)) == 4
     with pytest.raises(ValueError, match="positive"):
         _kernels.set_num_threads(0)
+
+
+@pytest.mark.parametrize("order", [(0, 2, 3, 1), (1, 2, 3, 0), (3, 2, 1, 0), (0, 1, 2, 3)])
+def test_copy_into_any_layout_in_blocks_over_threads(order, three_threads, monkeypatch):
+    """copy_into: a layout-changing copy in cache-sized blocks split over the threads
+    (tiny blocks and no grain here, so every block and part boundary is crossed) is an
+    exact copy, whatever the two memory orders."""
+    monkeypatch.setattr(_kernels, "_COPY_BLOCK", 7)
+    monkeypatch.setattr(_kernels, "_GRAIN_SCALE", 0)
+    src = _kernels.empty_in_order((5, 3, 4, 6), np.float32, (0, 2, 3, 1))  # channels-last
+    src[...] = np.arange(src.size).reshape(src.shape)
+    dst = _kernels.empty_in_order(src.shape, src.dtype, order)
+    assert _kernels.copy_into(dst, src) is dst
+    np.testing.assert_array_equal(dst, src)
+    assert _kernels.memory_order(dst) == order
