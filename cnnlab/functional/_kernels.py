@@ -7,9 +7,11 @@ validates arguments, keeps caches and calls these.
 
 Layout. The public arrays are (N, C, *spatial), but convolutions run in the layout that
 makes their copies long: channels-last (N, *S, C) for 12+ channels, batch-last
-(C, *S, N) for gray/RGB inputs (see the conv section). Outputs and gradients are handed
-back as (N, C, *S) *views* of those buffers, which costs nothing, and the ops that
-follow (activations, pooling, the next conv) keep or read that memory order.
+(C, *S, N) for gray/RGB inputs, and row blocks (Ho, K, *S_r, N) for small maps with
+large kernels (see the conv section). Outputs are handed back as (N, C, *S) *views* of
+those buffers, which costs nothing, and the ops that follow (activations, pooling, the
+next conv) keep or read that memory order; gradients go back in the memory order of
+the activation they belong to (copy_into).
 
 No Python loop here runs over pixels; the loops are over the prod(kernel) taps of a
 window (9 for 3x3), over cache-sized chunks of images, and over one part per thread.
@@ -460,9 +462,11 @@ def _offset_slices(offset, stride, dilation, out_shape):
 #   filled one tap at a time, each a copy of runs of Wo*N contiguous numbers;
 #   w2t (K, T*C) @ cols_t gives (K, *out, N). With few channels a channels-last copy
 #   would move runs of only kw*C numbers (5 for LeNet's first layer), and a (C, N, *S)
-#   one runs of Wo (28).
-# Every output and gradient is handed back as an (N, C, *S) view of its buffer, and each
-# op runs its images in parallel parts (see the threads section).
+#   one runs of Wo (28). Small maps under large kernels (LeNet's) take a variant of it,
+#   row blocks (see _row_block).
+# Every output is handed back as an (N, C, *S) view of its buffer, every gradient in its
+# activation's memory order, and big ops run their images in parallel parts (see the
+# threads section).
 
 _WIDE = 12
 
