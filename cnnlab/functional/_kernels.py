@@ -930,21 +930,45 @@ def conv_backward(dout, w, kcache, stride, pads, dilation, need_dx=True):
 def _col2im_batch_last(w2_rows, d_kpn, kernel, c, out_shape, spatial, stride, dilation):
     """The padded batch-last dx (C, *Sp, N) from dcols^T = w2_rows (T*C, K) @ d_kpn
     (K, P*N), its columns ordered (out pixel, image): one add per tap, runs of Wo*N
-    contiguous numbers on both sides; channels split over threads."""
+    contiguous numbers on both sides; channels split over threads.
+
+    Strided convs add into one buffer per phase (the cells y = r + s*q of each residue r
+    along each axis, stored q-contiguous), interleaved into dx once at the end: added
+    straight into dx, each tap would touch runs of only N numbers, s cells apart.
+    Measured, AlexNet's first conv (11x11 stride 4, 16 images): dx 37 -> 33 ms (its 121
+    adds alone, one thread: 20 -> 9 ms; the (T*C, P*N) GEMM before them is the rest)."""
     kdim = w2_rows.shape[1]
     n = d_kpn.shape[1] // math.prod(out_shape)
     taps = _taps_nd(kernel)
     w3 = w2_rows.reshape(len(taps), c, kdim)
-    dxp = np.zeros((c,) + tuple(spatial) + (n,), dtype=w2_rows.dtype)
+    strided = any(st != 1 for st in stride)
+    if strided:
+        q = tuple(-(-sp // st) for sp, st in zip(spatial, stride))  # cells per phase (at most)
+        buf = np.zeros((c,) + tuple(stride) + q + (n,), dtype=w2_rows.dtype)
+    else:
+        buf = np.zeros((c,) + tuple(spatial) + (n,), dtype=w2_rows.dtype)
 
     def part(c0, c1):
         dcols_t = (w3[:, c0:c1].reshape(-1, kdim) @ d_kpn).reshape((len(taps), c1 - c0) + out_shape + (n,))
-        sub = dxp[c0:c1]
+        sub = buf[c0:c1]
         for t, offset in taps:
-            sub[_bl(offset, stride, dilation, out_shape)] += dcols_t[t]
+            if strided:  # tap cell o*s + i*d = phase (i*d) % s, index o + (i*d) // s
+                cell = [i * d for i, d in zip(offset, dilation)]
+                sub[(slice(None),) + tuple(v % st for v, st in zip(cell, stride))
+                    + tuple(slice(v // st, v // st + o) for v, st, o in zip(cell, stride, out_shape))] += dcols_t[t]
+            else:
+                sub[_bl(offset, stride, dilation, out_shape)] += dcols_t[t]
 
     parallel(part, partition(c, 1, 2.0 * w2_rows.size * d_kpn.shape[1], FLOPS_PER_PART))
-    return dxp
+    if not strided:
+        return buf
+    # interleave: dx[c, r + s*q, n] = buf[c, r, q, n], one strided copy
+    nsp = len(spatial)
+    full = np.empty((c,) + tuple(qq * st for qq, st in zip(q, stride)) + (n,), dtype=buf.dtype)
+    split = full.reshape((c,) + tuple(v for qq, st in zip(q, stride) for v in (qq, st)) + (n,))
+    perm = (0,) + tuple(v for a in range(nsp) for v in (1 + nsp + a, 1 + a)) + (1 + 2 * nsp,)
+    np.copyto(split, buf.transpose(perm))
+    return full[(slice(None),) + tuple(slice(0, sp) for sp in spatial)]
 
 
 def _from_batch_last_padded(dxp, pads, x_order):
