@@ -170,6 +170,18 @@ def test_fully_convolutional_grid_equals_sliding_windows(net, digits):
     assert np.abs(grid - V.sliding_window_scores(net, big, context=False)).max() > 1e-2
 
 
+def test_conversion_table_names_each_dense_and_its_conv(net, digits):
+    rows = V.conversion_table(net)
+    dense = [layer for layer in net.layers if isinstance(layer, L.Dense)]
+    assert len(rows) == len(dense) >= 2
+    first = rows[0]
+    assert f"Dense w {tuple(dense[0].params['w'].shape)}" in first[0]
+    assert "Conv2D" in first[1] and "w (" in first[1]
+    demo = V.fc_to_conv_demo(net, np.zeros((1, 44, 44), dtype=np.float32))
+    assert demo["table"] == rows and demo["scores"].shape == (10, 5, 5)
+    assert demo["max_diff"] < 1e-3  # the converted net equals the sliding windows
+
+
 def test_fully_convolutional_without_padding_matches_plain_crops():
     model = cl.Sequential([L.Conv2D(4, 3), L.ReLU(), L.MaxPool2D(2), L.Conv2D(5, 3, stride=2),
                            L.Flatten(), L.Dense(7, activation="relu"), L.Dropout(0.5), L.Dense(3)],

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ._args import as_float_array
 
 
@@ -16,7 +14,7 @@ def affine_forward(x, w, b):
     x = as_float_array(x, "x")
     w = as_float_array(w, "w")
     if x.ndim < 1:
-        raise ValueError(f"x must have a batch axis, got a scalar")
+        raise ValueError("x must have a batch axis, got a scalar")
     if w.ndim != 2:
         raise ValueError(f"w must be 2-D (D, M), got shape {w.shape}")
     d = math.prod(x.shape[1:])

@@ -7,8 +7,6 @@ Each entry: forward(x) -> (out, cache) and backward(dout, cache) -> dx.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .. import functional as F
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..layers import Conv1D, Conv2D, Conv3D, Layer, chain
-from ..layers import Sequential as _LayerSequential
 from ..layers.activations import _Activation
 
 CONV_TYPES = (Conv1D, Conv2D, Conv3D)

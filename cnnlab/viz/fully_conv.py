@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers import Conv2D, chain, deserialize, serialize
+from ..layers import Conv2D, Dense, chain, deserialize, serialize
 from ..training.convert import _copy_arrays, _split, to_fully_convolutional  # noqa: F401 (re-export)
 from ._geometry import layer_geometry, receptive_field
 from ._graph import forward_through

@@ -68,7 +68,7 @@ def plot_fc_to_conv(model, canvas, demo, path=None):
     lines = ["Dense -> Conv2D (same weights, reshaped):", ""]
     for before, after in demo["table"]:
         lines += [before, "   -> " + after, ""]
-    lines += [f"max |converted net - model on each window|",
+    lines += ["max |converted net - model on each window|",
               f"  = {demo['max_diff']:.1e}  (window padding = its surroundings)",
               f"  = {demo['max_diff_zero_padded']:.2f}  (each window zero-padded on its own:",
               "        differs because LeNet pads its first conv)",
