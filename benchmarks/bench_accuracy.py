@@ -26,7 +26,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data"))
 sys.path.insert(0, os.path.dirname(HERE))
 
-import cnnlab as cl  # noqa: E402
 import cnnlab.models as zoo  # noqa: E402
 from cnnlab.data import load_cifar10, load_mnist, random_crop, random_flip  # noqa: E402
 from cnnlab.optim import SGD, Adam, OneCycle  # noqa: E402

@@ -2,7 +2,7 @@
 
     python benchmarks/profile_layers.py [--model lenet5] [--batch 64] [--steps 50]
 """
-import argparse, collections, os, time
+import argparse, collections, time
 import numpy as np
 import cnnlab as cl
 import cnnlab.functional as F
