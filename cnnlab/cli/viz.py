@@ -9,6 +9,10 @@
     cnnlab viz deepdream IMAGE [--model MODEL] [--layer NAME ...]
     cnnlab viz saliency MODEL IMAGE [--target C]
     cnnlab viz gradcam MODEL IMAGE [--target C] [--layer NAME]
+    cnnlab viz explain MODEL IMAGE... [--method M ...]   # eight methods side by side
+    cnnlab viz smoothgrad|integrated-gradients|guided-backprop|gradcam-pp|layercam|scorecam
+                   MODEL IMAGE...
+    cnnlab viz faithfulness [--model MODEL] [--n 100]    # deletion / insertion table
     cnnlab viz conv-gif --size 5 --kernel 3 --padding 1 --stride 2
     cnnlab viz pool-gif --size 4 --pool 2
     cnnlab viz fc-to-conv [--model MODEL]
@@ -128,6 +132,41 @@ def _run_attribution(kind):
     return run
 
 
+def _run_explain(methods):
+    def run(a):
+        from ..viz.gallery import write_explanations
+        return _done(write_explanations(a.out, _model(a.model), a.image,
+                                        methods=methods or a.method, target=a.target,
+                                        layer=getattr(a, "layer", None), invert=a.invert,
+                                        seed=a.seed))
+    return run
+
+
+def _run_faithfulness(a):
+    from ..data import load_mnist
+    from ..viz.explain_figures import plot_deletion_insertion
+    from ..viz import explainers as explain
+    from ..viz._plot import output_path
+    from ..viz.faithfulness import compare_methods, deletion_insertion, format_comparison
+
+    model = _model(a.model)
+    if tuple(model.input_shape) != (1, 28, 28):
+        raise CLIError(f"cnnlab viz faithfulness measures on MNIST test digits: the model must "
+                       f"take (1, 28, 28) inputs, got {tuple(model.input_shape)}")
+    x, _ = load_mnist(split="test", limit=a.n)
+    rows = compare_methods(model, x, methods=a.method, steps=a.steps, seed=a.seed)
+    print(f"faithfulness on the first {len(x)} bundled MNIST test digits ({a.steps} steps):")
+    print(format_comparison(rows))
+    curves = {}
+    for name in (a.method or list(explain.METHODS))[:4]:
+        m = explain.explain(model, x, name, **({"seed": a.seed} if name == "smoothgrad" else {}))
+        curves[explain.method_key(name)] = deletion_insertion(model, x, m["map"], steps=a.steps)
+    path = output_path(a.out, "faithfulness.png")
+    plot_deletion_insertion(curves, path, title=f"Deletion and insertion on {len(x)} MNIST "
+                                                f"test digits")
+    return _done([path])
+
+
 def _run_conv_gif(a):
     from ..viz.gallery import write_conv_gif
     return _done(write_conv_gif(a.out, a.size, a.kernel, a.padding, a.stride, a.example, a.seed))
@@ -236,6 +275,40 @@ def register(sub):
         if name == "gradcam":
             q.add_argument("--layer", type=_layer, default=None,
                            help="conv layer (default: the last conv layer's activation)")
+
+    methods = ("saliency", "smoothgrad", "integrated-gradients", "guided-backprop", "gradcam",
+               "gradcam-pp", "layercam", "scorecam")
+    for name, helptext in (("explain", "several attribution methods side by side (default: "
+                                       "all eight)"),
+                           ("smoothgrad", "SmoothGrad: saliency averaged over noisy copies"),
+                           ("integrated-gradients", "integrated gradients from a black baseline"),
+                           ("guided-backprop", "guided backpropagation"),
+                           ("gradcam-pp", "Grad-CAM++ at a conv layer"),
+                           ("layercam", "LayerCAM at a conv layer"),
+                           ("scorecam", "Score-CAM at a conv layer (no gradients)")):
+        q = add(name, helptext, _run_explain(None if name == "explain" else [name]),
+                model="positional")
+        q.add_argument("image", metavar="IMAGE", nargs="+",
+                       help="image file(s), 'chelsea', 'camera' or mnist:K")
+        q.add_argument("--invert", action="store_true",
+                       help="use 1 - pixel (dark ink on white paper -> MNIST's white on black)")
+        q.add_argument("--target", type=nonneg_int, default=None,
+                       help="class index (default: the predicted class)")
+        q.add_argument("--seed", type=nonneg_int, default=0, help="SmoothGrad's noise")
+        if name == "explain":
+            q.add_argument("--method", nargs="+", choices=methods, default=None,
+                           help="methods to show (default: all)")
+        if name == "explain" or name in ("gradcam-pp", "layercam", "scorecam"):
+            q.add_argument("--layer", type=_layer, default=None,
+                           help="conv layer for the CAM family (default: the last conv layer)")
+
+    q = add("faithfulness", "deletion / insertion areas of every attribution method on MNIST "
+                            "test digits, with random and centre baselines", _run_faithfulness,
+            model="option")
+    q.add_argument("--n", type=positive_int, default=100, help="test digits (default 100)")
+    q.add_argument("--steps", type=positive_int, default=28, help="curve points (default 28)")
+    q.add_argument("--method", nargs="+", choices=methods, default=None)
+    q.add_argument("--seed", type=nonneg_int, default=0)
 
     q = add("conv-gif", "animated convolution: kernel sliding, products and sums", _run_conv_gif)
     q.add_argument("--size", type=positive_int, default=5, help="input side n (default 5)")

@@ -10,6 +10,8 @@ same pictures from the command line (:mod:`cnnlab.viz.gallery`).
     V.activation_maximization(model, 'relu_1', 3)   # the input a filter likes best
     V.deepdream(model, photo, 'relu_1')       # amplify what a layer sees
     V.saliency(model, x); V.gradcam(model, x) # where the evidence for a class is
+    V.explain(model, xs, 'scorecam')          # eight methods, batched (cnnlab.viz.explainers)
+    V.deletion_insertion(model, xs, maps)     # can the map be trusted? (faithfulness)
     V.conv_gif('conv.gif', size=5, kernel=3, padding=1, stride=2)   # the arithmetic
     V.to_fully_convolutional(model)           # Dense -> Conv: sliding windows in one pass
     V.why_convolution((3, 32, 32), 6, 5)      # 456 vs 14,455,392 parameters
@@ -29,6 +31,11 @@ from .images import SAMPLE_IMAGES, sample_image, sample_image_path
 from .maximize import activation_maximization, maximize_units, plot_maximization
 from .mnist_net import mnist_examples, trained_lenet
 from .attribution import class_scores, gradcam, plot_attribution, saliency
+from .explainers import (explain, gradcam_batch, gradcam_plus_plus, guided_backprop,
+                      integrated_gradients, layercam, saliency_batch, scorecam, smoothgrad)
+from .explain_figures import plot_deletion_insertion, plot_explanations
+from .faithfulness import (center_map, compare_methods, deletion_insertion, format_comparison,
+                           random_map)
 from .why_conv import format_why_convolution, plot_why_convolution, why_convolution
 from ._geometry import receptive_field
 from ._graph import chain, layer_names

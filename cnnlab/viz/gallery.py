@@ -177,6 +177,26 @@ def write_attribution(out_dir, model, images, kind=("saliency", "gradcam"), targ
     return [path]
 
 
+def write_explanations(out_dir, model, images, methods=None, target=None, layer=None,
+                       invert=False, filename=None, title=None, seed=0):
+    """explanations.png (or ``filename``): a row per image, a column per method of
+    :data:`cnnlab.viz.explainers.METHODS` (default: all eight; ``layer`` for the CAM family)."""
+    from . import explain_figures
+    from . import explainers as explain
+
+    methods = list(explain.METHODS) if methods is None else [explain.method_key(m) for m in methods]
+    xs = np.stack([model_input(model, im, invert) for im in images])
+    res = {}
+    for m in methods:
+        opts = {"seed": seed} if m == "smoothgrad" else {}
+        res[m] = explain.explain(model, xs, m, target=target,
+                                 layer=layer if explain.takes_layer(m) else None, **opts)
+    default = (methods[0].replace("+", "p") + ".png") if len(methods) == 1 else "explanations.png"
+    path = output_path(out_dir, filename or default)
+    explain_figures.plot_explanations(xs, res, path, title=title)
+    return [path]
+
+
 def write_conv_gif(out_dir, size=5, kernel=3, padding=0, stride=1, example=None, seed=0):
     """conv_n{size}_f{kernel}_p{padding}_s{stride}.gif; ``example='edge'`` is Andrew Ng's
     6x6 image (10s then 0s) with the vertical edge kernel."""
