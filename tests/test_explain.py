@@ -201,11 +201,64 @@ def test_explain_dispatch_and_errors(nets):
         E.gradcam_batch(model, x, layer=-1)
 
 
-def test_guided_backprop_refuses_relus_hidden_in_a_block():
-    model = cl.Sequential([L.Residual([L.Conv2D(2, 3, padding=1), L.ReLU()]), L.Flatten(),
-                           L.Dense(3)], input_shape=(2, 4, 4), seed=0)
-    with pytest.raises(ValueError, match="inside block"):
-        E.guided_backprop(model, np.ones((1, 2, 4, 4), np.float32))
+class _TRes(nn.Module):
+    def __init__(self, body):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x):
+        return self.body(x) + x
+
+
+class _TCat(nn.Module):
+    def __init__(self, *branches):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x):
+        return torch.cat([b(x) for b in self.branches], 1)
+
+
+@pytest.mark.filterwarnings("ignore:Setting backward hooks:UserWarning")
+def test_guided_backprop_reaches_relus_inside_residual_and_concat_blocks():
+    """A ReLU-then-max-pool inside a block (which Sequential runs reordered), a residual
+    and an Inception-like concat, against Captum on the torch twin."""
+    rng = np.random.default_rng(7)
+    model = cl.Sequential([
+        L.Conv2D(4, 3, padding=1), L.ReLU(),
+        L.Residual([L.Conv2D(4, 3, padding=1), L.ReLU(), L.MaxPool2D(3, stride=1, padding=1),
+                    L.Conv2D(4, 3, padding=1)]),
+        L.ReLU(),
+        L.Concat([L.Conv2D(2, 1), [L.Conv2D(3, 3, padding=1), L.ReLU()]]),
+        L.Flatten(), L.Dense(3)], input_shape=(1, 6, 6), seed=1, dtype=np.float64)
+    convs = [layer for layer in model.layers[0:1]] + \
+        [m for m in model.layers[2].body.layers if m.params] + \
+        [model.layers[4].branches[0], model.layers[4].branches[1].layers[0]]
+    for c in convs + [model.layers[-1]]:
+        c.params["b"][...] = rng.normal(0, 0.2, c.params["b"].shape)
+    tconv = [nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1),
+             nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 2, 1), nn.Conv2d(4, 3, 3, padding=1)]
+    for ours, theirs in zip(convs, tconv):
+        theirs.weight.data = torch.tensor(ours.params["w"].copy())
+        theirs.bias.data = torch.tensor(ours.params["b"].copy())
+    lin = nn.Linear(180, 3)
+    lin.weight.data = torch.tensor(model.layers[-1].params["w"].T.copy())
+    lin.bias.data = torch.tensor(model.layers[-1].params["b"].copy())
+    twin = nn.Sequential(tconv[0], nn.ReLU(),
+                         _TRes(nn.Sequential(tconv[1], nn.ReLU(), nn.MaxPool2d(3, 1, 1), tconv[2])),
+                         nn.ReLU(), _TCat(tconv[3], nn.Sequential(tconv[4], nn.ReLU())),
+                         nn.Flatten(), lin).double().eval()
+    x = rng.normal(0, 1, (3, 1, 6, 6))
+    np.testing.assert_allclose(model.predict(x), torch.softmax(twin(_t(x)), 1).detach().numpy(),
+                               rtol=1e-10)
+    res = E.guided_backprop(model, x, target=[0, 1, 2])
+    ref = GuidedBackprop(twin).attribute(_t(x, True), target=torch.tensor([0, 1, 2]))
+    np.testing.assert_allclose(res["gradient"], ref.detach().numpy(), rtol=1e-9, atol=1e-12)
+    # and the plain gradient through the same blocks still equals torch's
+    np.testing.assert_allclose(E.saliency_batch(model, x, [0, 1, 2])["gradient"],
+                               Saliency(twin).attribute(_t(x, True), target=torch.tensor([0, 1, 2]),
+                                                        abs=False).detach().numpy(), rtol=1e-9,
+                               atol=1e-12)
 
 
 # ---------------------------------------------------------------------------- faithfulness

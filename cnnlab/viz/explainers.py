@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..layers import Concat, Container, Residual, Sequential
 from ._graph import (backward_through, chain, forward_through, last_conv_index, model_dtype,
                      resolve_layer, score_layer)
 from .attribution import place_on_input
@@ -83,31 +84,46 @@ def _one_hot(scores, t):
 
 
 def _is_relu(layer):
-    return type(layer).__name__ == "ReLU"
+    return type(layer).__name__ == "ReLU" or getattr(layer, "activation", None) == "relu"
 
 
-def _has_relu_inside(block):
-    for inner in getattr(block, "layers", ()):
-        if _is_relu(inner) or getattr(inner, "activation", None) == "relu" or \
-                _has_relu_inside(inner):
-            return True
-    return False
+# Guided backprop must change the backward pass of ReLUs inside blocks too, so it runs
+# the net itself, leaf by leaf, in the declared order (containers' own forward may fuse
+# or reorder their children): Sequential = one after another, Residual = body(x) +
+# shortcut(x), Concat = branches joined along its axis.
+def _guided_forward(layer, x):
+    if isinstance(layer, Sequential):
+        for child in layer.layers:
+            x = _guided_forward(child, x)
+        return x
+    if isinstance(layer, Residual):
+        y = _guided_forward(layer.body, x)
+        return y + (x if layer.shortcut is None else _guided_forward(layer.shortcut, x))
+    if isinstance(layer, Concat):
+        return np.concatenate([_guided_forward(b, x) for b in layer.branches], axis=layer.axis)
+    if isinstance(layer, Container):
+        raise ValueError(f"guided backprop does not know the block type {type(layer).__name__}")
+    return layer.forward(x, training=False, cache=True)
 
 
-def _backward(links, dout, guided):
-    """Back-propagate through ``links``; ``guided``: clamp the gradient arriving at every
-    ReLU (a ReLU layer or a fused activation='relu') to >= 0 first. relu(d) * [x > 0] is
-    ReLU(d * [x > 0]), so this is guided backprop's rule."""
-    if not guided:
-        return backward_through(links, dout)
-    for name, layer in reversed(links):
-        if _is_relu(layer) or getattr(layer, "activation", None) == "relu":
-            dout = np.maximum(dout, 0)
-        elif _has_relu_inside(layer):
-            raise ValueError(f"guided backprop cannot reach the ReLUs inside block {name!r} "
-                             f"({type(layer).__name__}); use another method on this net")
-        dout = layer.backward(dout)
-    return dout
+def _guided_backward(layer, dout):
+    """Backward of :func:`_guided_forward` with every ReLU's incoming gradient clamped to
+    >= 0 first: relu(d) * [x > 0] = ReLU(d * [x > 0]), guided backprop's rule."""
+    if isinstance(layer, Sequential):
+        for child in reversed(layer.layers):
+            dout = _guided_backward(child, dout)
+        return dout
+    if isinstance(layer, Residual):
+        dx = _guided_backward(layer.body, dout)
+        return dx + (dout if layer.shortcut is None else _guided_backward(layer.shortcut, dout))
+    if isinstance(layer, Concat):
+        axis = layer.axis % dout.ndim
+        sizes = [b.output_shape[axis - 1] for b in layer.branches]
+        parts = np.split(dout, np.cumsum(sizes)[:-1], axis=axis)
+        return sum(_guided_backward(b, d) for b, d in zip(layer.branches, parts))
+    if _is_relu(layer):
+        dout = np.maximum(dout, 0)
+    return layer.backward(dout)
 
 
 def _softmax(s):
@@ -126,9 +142,19 @@ def input_gradients(model, x, target=None, guided=False):
     """-> (scores (N, classes), target (N,), d score_target / d x (N, C, H, W), float64)."""
     xb = _batch(model, x)
     links = chain(model)[:score_layer(model) + 1]
-    scores = forward_through(links, xb, cache=True)
+    if guided:
+        scores = xb
+        for _, layer in links:
+            scores = _guided_forward(layer, scores)
+    else:
+        scores = forward_through(links, xb, cache=True)
     t = _targets(scores, target)
-    g = _backward(links, _one_hot(scores, t), guided)
+    if guided:
+        g = _one_hot(scores, t)
+        for _, layer in reversed(links):
+            g = _guided_backward(layer, g)
+    else:
+        g = backward_through(links, _one_hot(scores, t))
     return scores.astype(np.float64), t, g.astype(np.float64)
 
 
@@ -208,7 +234,7 @@ def integrated_gradients(model, x, target=None, baseline=0.0, steps=50,
 
 def guided_backprop(model, x, target=None):
     """Guided backprop: 'map' = max over channels of |g_guided|, 'gradient' (N, C, H, W).
-    Needs the net's ReLUs in its chain (a ReLU inside a Concat/Residual block is refused)."""
+    Reaches the ReLUs inside Sequential, Residual and Concat blocks too."""
     scores, t, g = input_gradients(model, x, target, guided=True)
     return {"map": np.abs(g).max(axis=1), "gradient": g, "target": t, "scores": scores}
 
