@@ -74,13 +74,24 @@ def _warp_adjoint(g, idx, wts):
     return out.reshape(c, h, w)
 
 
-def _objective(a, index):
+def _objective(a, index, log_softmax=False):
     """Value and d value / d a of unit ``index`` of the batch output a (mean over the
-    batch; the mean of a conv channel's map)."""
+    batch; the mean of a conv channel's map). ``log_softmax``: of log softmax(a)[index]
+    instead (a class's log probability: it saturates once the class is certain, so the
+    priors then clean the image instead of the ascent adding ever more evidence)."""
     n = a.shape[0]
     if a.ndim < 2 or not 0 <= index < a.shape[1]:
         raise ValueError(f"index {index} is out of range for a layer with {a.shape[1]} units "
                          f"or channels (output shape {a.shape[1:]})")
+    if log_softmax:
+        if a.ndim != 2:
+            raise ValueError(f"log_softmax needs class scores (N, classes), got {a.shape}")
+        z = a.astype(np.float64)
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        d = -np.exp(logp) / n
+        d[:, index] += 1.0 / n
+        return float(logp[:, index].mean()), d
     d = np.zeros_like(a, dtype=np.float64)
     per = int(np.prod(a.shape[2:])) if a.ndim > 2 else 1
     d[:, index] = 1.0 / (n * per)
@@ -101,15 +112,19 @@ def _tv(img):
 
 
 def feature_visualization(model, layer, index, steps=256, lr=0.05, decay=1.0, copies=4,
-                          jitter=2, scale=(0.9, 1.1), rotate=10.0, tv=0.02, l1=0.02,
-                          seed=0, input_shape=None):
+                          jitter=2, scale=(0.9, 1.1), rotate=10.0, tv=4.0, l1=8.0,
+                          log_softmax=False, start=0.5, seed=0, input_shape=None):
     """Maximize unit / channel ``index`` of ``layer`` by Adam on the Fourier
     parameterization (module docstring).
 
     steps, lr: Adam steps and step size on the spectrum. decay: the spectrum's 1/f power.
     copies: randomly transformed copies scored per step; jitter (pixels), scale (range),
-    rotate (degrees, +-): the transforms. tv, l1: prior weights per pixel of the image
-    (the objective is the unit's value; the priors are subtracted). seed: the transforms.
+    rotate (degrees, +-): the transforms. tv, l1: weights of the priors, each on the
+    mean over the image's pixels (the total variation per pixel, the mean ink), subtracted
+    from the unit's value. log_softmax: maximize a class's log probability instead of its
+    score (class scores only). start: the grey level of the constant start image (its
+    logit is a fixed offset under the spectrum; 0.05 suits white-on-black digits). seed:
+    the transforms.
     -> dict 'image' (C, H, W) in (0, 1), 'value' (the unit on the final image, untransformed),
     'history' (objective per step), 'layer', 'index'."""
     steps, copies = int(steps), int(copies)
@@ -130,8 +145,12 @@ def feature_visualization(model, layer, index, steps=256, lr=0.05, decay=1.0, co
     m, v = np.zeros_like(p), np.zeros((c, h, w))
     npix = c * h * w
 
+    if not 0 < start < 1:
+        raise ValueError(f"start must be a grey level in (0, 1), got {start!r}")
+    offset = np.log(start / (1 - start))
+
     def image_of(p):
-        raw = np.real(np.fft.ifft2(p * s, norm="ortho"))
+        raw = np.real(np.fft.ifft2(p * s, norm="ortho")) + offset
         return raw, 1.0 / (1.0 + np.exp(-raw))
 
     history = []
@@ -145,7 +164,7 @@ def feature_visualization(model, layer, index, steps=256, lr=0.05, decay=1.0, co
             samplers.append(_affine_sampler(h, w, ang, sc, dy, dx))
         batch = np.stack([_warp(img, *sp) for sp in samplers])
         a = forward_through(links, batch.astype(dtype), cache=True)
-        value, da = _objective(a, int(index))
+        value, da = _objective(a, int(index), log_softmax)
         gb = backward_through(links, da.astype(a.dtype)).astype(np.float64)
         g_img = sum(_warp_adjoint(gb[k], *samplers[k]) for k in range(copies))
         tv_val, tv_g = _tv(img)
@@ -159,7 +178,8 @@ def feature_visualization(model, layer, index, steps=256, lr=0.05, decay=1.0, co
         p = p + lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
     _, img = image_of(p)
     final = forward_through(links, img[None].astype(dtype), cache=False)
-    return {"image": img.astype(np.float32), "value": _objective(final, int(index))[0],
+    return {"image": img.astype(np.float32),
+            "value": _objective(final, int(index), log_softmax)[0],
             "history": history, "layer": links[-1][0], "index": int(index)}
 
 
