@@ -6,8 +6,9 @@ Also imported by tests/test_distributed.py, which runs ``train`` in one process 
 ``distributed=False`` as the reference. Config keys: out (file prefix), net ('plain':
 conv/pool/dense, no batch norm or dropout; 'bn': with batch norm), dtype, epochs, sync
 (sync_batchnorm), ckpt (ModelCheckpoint path pattern or null), resume (checkpoint to
-resume from or null), fail ([rank, epoch, batch] that raises, or null), mismatch (rank 1
-drops a sample).
+resume from or null), fail ([rank, epoch, batch, 'raise' | 'die'] or null), mismatch
+(rank 1 drops a sample). The argument may also be a list of configs, run one after the
+other in the same launch.
 """
 import json
 import os
@@ -49,16 +50,19 @@ def net(kind, dtype="float32"):
 
 
 class FailAt(Callback):
-    """Raise on (rank, epoch, batch): a bug or a bad file on one rank only."""
+    """On (rank, epoch, batch): raise (a bug or a bad file on one rank only) or die (the
+    process ends at once, as if killed)."""
 
-    def __init__(self, rank, epoch, batch, me):
-        self.at, self.me, self.epoch = (rank, epoch, batch), me, None
+    def __init__(self, rank, epoch, batch, how, me):
+        self.at, self.how, self.me, self.epoch = (rank, epoch, batch), how, me, None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
     def on_batch_end(self, batch, logs=None):
         if (self.me, self.epoch, batch) == self.at:
+            if self.how == "die":
+                os._exit(3)
             raise RuntimeError(f"injected failure on rank {self.me}, epoch {self.epoch}, "
                                f"batch {batch}")
 
@@ -102,7 +106,12 @@ def train(cfg, distributed):
 
 
 def main():
-    cfg = json.loads(sys.argv[1])
+    cfgs = json.loads(sys.argv[1])
+    for cfg in cfgs if isinstance(cfgs, list) else [cfgs]:
+        run(cfg)
+
+
+def run(cfg):
     import cnnlab.distributed as dist
     model, history = train(cfg, distributed=True)
     xt, yt = data(cfg.get("dtype", "float32"), 45)

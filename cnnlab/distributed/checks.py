@@ -42,11 +42,12 @@ def optimizer_signature(optimizer):
 
 def _first_difference(a, b, path=""):
     """A readable 'where: a vs b' for the first place two JSON-able values differ."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
+    if isinstance(a, dict) and isinstance(b, dict):  # keys in order: shapes before checksums
+        for k in list(a) + [k for k in b if k not in a]:
             if a.get(k) != b.get(k):
                 return _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k)
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and a != b:
+    nested = isinstance(a, list) and any(isinstance(u, (list, dict)) for u in a)
+    if nested and isinstance(b, list) and len(a) == len(b):
         for i, (u, v) in enumerate(zip(a, b)):
             if u != v:
                 return _first_difference(u, v, f"{path}[{i}]")
