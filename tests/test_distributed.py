@@ -6,7 +6,8 @@ of ``mpiexec`` running tests/_mpi_worker.py, 1 BLAS thread per rank. These tests
 skip: without mpiexec (pip install 'cnnlab[mpi]') they fail.
 
 Launches (about 3-5 s each): the main run (plain net, sync-BN net, a 2-epoch run with
-checkpoints), a resume, a rank that raises, a rank that dies, ranks with different data.
+checkpoints), a resume, a rank that raises, a rank that dies, ranks with different data,
+and ``cnnlab train --distributed``.
 """
 import json
 import os
@@ -29,6 +30,7 @@ from cnnlab.training import load_checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "_mpi_worker.py")
+ROOT = os.path.dirname(HERE)
 TIMEOUT = 120  # seconds for one launch on a loaded machine; a hang fails the test
 
 
@@ -42,8 +44,9 @@ def mpiexec():
     return found
 
 
-def launch(cfg, n=2):
-    """Run the worker on n ranks -> (CompletedProcess, seconds)."""
+def launch(cfg, n=2, argv=None):
+    """Run the worker with ``cfg`` (or the command ``argv``) on n ranks, from the
+    checkout's root -> (CompletedProcess, seconds)."""
     exe = mpiexec()
     version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
     extra = ["--oversubscribe"] if "Open MPI" in version else []  # 2 ranks on 1-2 cores
@@ -51,7 +54,8 @@ def launch(cfg, n=2):
                MKL_NUM_THREADS="1", CNNLAB_NUM_THREADS="1",
                OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     t0 = time.monotonic()
-    proc = subprocess.run([exe, *extra, "-n", str(n), sys.executable, WORKER, json.dumps(cfg)],
+    argv = argv or [WORKER, json.dumps(cfg)]
+    proc = subprocess.run([exe, *extra, "-n", str(n), sys.executable, *argv], cwd=ROOT,
                           capture_output=True, text=True, env=env, timeout=TIMEOUT)
     return proc, time.monotonic() - t0
 
@@ -174,6 +178,20 @@ def test_mismatched_data_detected_at_start(tmp_path):
     assert "rank 1 differs in data.x_shape = [160, 1, 10, 10] (rank 0: [161, 1, 10, 10])" \
         in proc.stderr, proc.stderr
     assert not os.path.exists(cfg["out"] + ".npz")
+
+
+def test_cli_train_distributed(tmp_path):
+    """mpiexec -n 2 cnnlab train --distributed: one report (rank 0's), one checkpoint."""
+    out = tmp_path / "lenet.npz"
+    proc, _ = launch(None, argv=["-m", "cnnlab", "train", "--distributed", "--epochs", "1",
+                                 "--limit", "256", "--val-split", "0", "--quiet",
+                                 "--out", str(out)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("cnnlab train: lenet5") == 1, proc.stdout
+    assert "2 MPI processes" in proc.stdout
+    assert proc.stdout.count("test accuracy") == 1
+    assert proc.stderr.count("Epoch 1/1") == 1, proc.stderr
+    assert load_checkpoint(str(out)).epoch == 1
 
 
 # ---------------------------------------------------------------- pieces, in one process

@@ -17,9 +17,10 @@ from .buffers import FlatBuffers
 from .fit import DataParallel
 from .guard import abort_on_error
 from .inference import evaluate, predict, shard
-from .mpi import abort, is_root, rank, size, world
+from .mpi import abort, is_root, rank, root_stream, size, world
 from .state import broadcast_model, broadcast_optimizer
 
-__all__ = ["rank", "size", "is_root", "world", "abort", "evaluate", "predict", "shard",
+__all__ = ["rank", "size", "is_root", "world", "root_stream", "abort", "evaluate", "predict",
+           "shard",
            "broadcast_model", "broadcast_optimizer", "FlatBuffers", "DataParallel",
            "abort_on_error"]

@@ -49,6 +49,22 @@ def is_root():
     return rank() == 0
 
 
+def root_stream(stream):
+    """``stream`` on rank 0, a sink that drops everything on the other ranks (so that a
+    script's report prints once)."""
+    return stream if is_root() else _Sink()
+
+
+class _Sink:
+    """A text stream that drops what is written to it."""
+
+    def write(self, text):
+        return len(text)
+
+    def flush(self):
+        pass
+
+
 def check_world():
     """Raise RuntimeError when a launcher started several processes but MPI sees a world
     of one: mpi4py built against another MPI than the ``mpiexec`` used (each process would
