@@ -18,10 +18,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))  # the checkout's cnnlab
 
-import cnnlab as cl  # noqa: E402
-from cnnlab.layers import BatchNorm, Conv2D, Dense, Flatten, MaxPool2D, ReLU  # noqa: E402
-from cnnlab.optim import SGD  # noqa: E402
-from cnnlab.training import Callback, ModelCheckpoint  # noqa: E402
+import cnnlab as cl
+from cnnlab.layers import BatchNorm, Conv2D, Dense, Flatten, MaxPool2D, ReLU
+from cnnlab.optim import SGD
+from cnnlab.training import Callback, ModelCheckpoint
 
 # 161 = 5 batches of 32 + 1: the last global batch has one sample, so with two ranks
 # rank 0 has none and runs the weight-0 stand-in

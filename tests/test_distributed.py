@@ -48,7 +48,8 @@ def launch(cfg, n=2, argv=None):
     """Run the worker with ``cfg`` (or the command ``argv``) on n ranks, from the
     checkout's root -> (CompletedProcess, seconds)."""
     exe = mpiexec()
-    version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True,
+                             check=False).stdout
     extra = ["--oversubscribe"] if "Open MPI" in version else []  # 2 ranks on 1-2 cores
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                MKL_NUM_THREADS="1", CNNLAB_NUM_THREADS="1",
@@ -56,7 +57,8 @@ def launch(cfg, n=2, argv=None):
     t0 = time.monotonic()
     argv = argv or [WORKER, json.dumps(cfg)]
     proc = subprocess.run([exe, *extra, "-n", str(n), sys.executable, *argv], cwd=ROOT,
-                          capture_output=True, text=True, env=env, timeout=TIMEOUT)
+                          capture_output=True, text=True, env=env, timeout=TIMEOUT,
+                          check=False)
     return proc, time.monotonic() - t0
 
 
@@ -100,14 +102,14 @@ def check_same_as_one_process(out, cfg, tol):
 def test_two_ranks_equal_one_process(main_run):
     """Conv net without BN or dropout, 1 epoch of SGD + momentum; the last global batch
     holds one sample, so rank 0 runs a weight-0 stand-in there."""
-    d, cfgs = main_run
+    _, cfgs = main_run
     check_same_as_one_process(cfgs[0]["out"], cfgs[0], tol=2e-6)
 
 
 def test_sync_batchnorm_equals_one_process(main_run):
     """Conv + spatial and 1-D batch norm with sync_batchnorm=True: the statistics of the
     whole global batch, so the run follows the one-process run."""
-    d, cfgs = main_run
+    _, cfgs = main_run
     check_same_as_one_process(cfgs[1]["out"], cfgs[1], tol=2e-5)
 
 
@@ -194,10 +196,24 @@ def test_cli_train_distributed(tmp_path):
     assert load_checkpoint(str(out)).epoch == 1
 
 
+def test_launcher_and_mpi_disagreeing_is_an_error():
+    """A launcher said 2 processes (PMI_SIZE, as MPICH's does) but mpi4py's MPI sees a
+    world of 1 (mpi4py built against another MPI): fit refuses to train alone."""
+    code = ("import sys; sys.path.insert(0, 'tests'); import _mpi_worker as w; "
+            "x, y = w.data(); w.net('plain').fit(x, y, verbose=0, distributed=True)")
+    env = dict(os.environ, PMI_SIZE="2", OMPI_ALLOW_RUN_AS_ROOT="1",
+               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, env=env, timeout=TIMEOUT, check=False)
+    assert proc.returncode != 0
+    assert "the launcher started 2 processes (PMI_SIZE=2) but MPI sees a world of 1" \
+        in proc.stderr, proc.stderr
+
+
 # ---------------------------------------------------------------- pieces, in one process
 
 def test_shard_partitions_evenly():
-    for n in range(0, 40):
+    for n in range(40):
         for size in range(1, 6):
             parts = [shard(n, r, size) for r in range(size)]
             assert parts[0][0] == 0 and parts[-1][1] == n

@@ -27,7 +27,7 @@ import numpy as np
 from . import checks, inference, syncbn
 from .buffers import FlatBuffers
 from .mpi import check_world, world
-from .state import broadcast_model, broadcast_optimizer, leaves, param_arrays, state_arrays
+from .state import broadcast_model, broadcast_optimizer, leaves, param_arrays
 
 
 class ScaledLoss:
@@ -129,8 +129,8 @@ class DataParallel:
         self.buffers.pack(arrays, scales)
         self.buffers.allreduce(self.comm)
         self.buffers.unpack(arrays)
-        k = int(round(float(self.stats[2])))
-        return float(self.stats[0]) / k, k, int(round(float(self.stats[1])))
+        k = round(float(self.stats[2]))
+        return float(self.stats[0]) / k, k, round(float(self.stats[1]))
 
     def evaluate(self, model, x, y, batch_size=256, loss="softmax"):
         """Validation over all ranks' shards (see :func:`cnnlab.distributed.evaluate`)."""
