@@ -24,6 +24,10 @@ N * b. Latency: 20 us per message at 10 Gbit/s (TCP over Ethernet), 2 us at 100 
 (InfiniBand-class). It prints the efficiency at the measured per-node batch and the
 smallest global batch that keeps it at or above 90 %.
 
+``--node-rate lenet5=15989 --project-only`` skips the measurements and projects from a
+given one-node speed (images/s; e.g. the README's unloaded figures), the allreduced bytes
+computed from the model.
+
 Timings on a shared machine are only indicative: the script prints the load average.
 """
 from __future__ import annotations
@@ -151,6 +155,15 @@ def ring_allreduce_s(nbytes, nodes, bandwidth_bits, latency):
             + 2 * (nodes - 1) * latency)
 
 
+def allreduce_bytes(model):
+    """Bytes fit(distributed=True) allreduces per step for a zoo model: its parameters and
+    running statistics, and 3 numbers of batch figures (float32)."""
+    import cnnlab.models as zoo
+
+    net = zoo.get(model, num_classes=10, input_shape=NETS[model][0], seed=0)
+    return 4 * (net.count_params() + net.count_state() + 3)
+
+
 def projection(one, nbytes):
     """Lines: efficiency at the measured batch per node, and the global batch for 90 %."""
     per_image = 1.0 / one["images_per_s"]
@@ -173,6 +186,10 @@ def main():
     p.add_argument("--models", nargs="+", default=list(NETS), choices=list(NETS))
     p.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed first steps (default 3)")
+    p.add_argument("--node-rate", nargs="+", default=[], metavar="MODEL=IMG_PER_S",
+                   help="one node's training speed to project from, instead of measuring")
+    p.add_argument("--project-only", action="store_true",
+                   help="no measurements: project from --node-rate only")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--distributed", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -182,6 +199,15 @@ def main():
         return worker(args)
 
     print(f"bench_distributed: {machine()}")
+    rates = dict(item.split("=") for item in args.node_rate)
+    if args.project_only:
+        for model, rate in rates.items():
+            nbytes = allreduce_bytes(model)
+            print(f"\n{model}: projection from {float(rate):.0f} images/s per node, "
+                  f"{nbytes / 1e6:.2f} MB allreduced per step:")
+            one = {"images_per_s": float(rate), "batch": NETS[model][1]}
+            print("\n".join(projection(one, nbytes)))
+        return None
     for model in args.models:
         one = run(model, threads=2, ranks=1, args=args)
         two = run(model, threads=1, ranks=2, args=args)
