@@ -210,6 +210,29 @@ def test_launcher_and_mpi_disagreeing_is_an_error():
         in proc.stderr, proc.stderr
 
 
+def test_error_in_a_world_of_one_propagates_and_detaches_sync_bn():
+    """Under plain python (a world of 1) an error inside fit(distributed=True) is raised
+    as usual (nothing to abort), and batch norm no longer calls MPI afterwards."""
+    code = ("import sys; sys.path.insert(0, 'tests'); import _mpi_worker as w\n"
+            "from cnnlab.training import LambdaCallback\n"
+            "def boom(b, logs):\n"
+            "    raise KeyError('boom')\n"
+            "x, y = w.data(); m = w.net('bn')\n"
+            "try:\n"
+            "    m.fit(x, y, verbose=0, distributed=True, sync_batchnorm=True,\n"
+            "          callbacks=[LambdaCallback(on_batch_end=boom)])\n"
+            "except KeyError:\n"
+            "    pass\n"
+            "bns = [L for L in m.layers if type(L).__name__ == 'BatchNorm']\n"
+            "assert len(bns) == 3 and all(L.reducer is None for L in bns)\n"
+            "print('caught, detached')\n")
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, env=env, timeout=TIMEOUT, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "caught, detached" in proc.stdout
+
+
 # ---------------------------------------------------------------- pieces, in one process
 
 def test_shard_partitions_evenly():

@@ -30,6 +30,17 @@ from .mpi import check_world, world
 from .state import broadcast_model, broadcast_optimizer, leaves, param_arrays
 
 
+#: DataParallel objects between construction and close(): an exception that leaves fit on a
+#: world of one process (nothing to abort) still takes their batch-norm reducers off.
+ACTIVE = []
+
+
+def release_all():
+    """Take the sync-BN reducers off every model of an unfinished distributed fit."""
+    while ACTIVE:
+        ACTIVE.pop().release()
+
+
 class ScaledLoss:
     """The loop's loss, its gradient scaled by this rank's share of the current batch."""
 
@@ -87,6 +98,7 @@ class DataParallel:
         if self.sync_batchnorm:
             reducer = syncbn.SumOverRanks(self.comm, lambda: 1.0 if self.k_local else 0.0)
             self._saved_reducers = syncbn.attach(model, reducer)
+            ACTIVE.append(self)
         synced = {id(layer) for layer, _ in self._saved_reducers}
         # running statistics of synced layers are already equal on every rank
         self.state = [a for leaf in leaves(model) if id(leaf) not in synced
@@ -141,9 +153,15 @@ class DataParallel:
         """End of fit: take the reducers off, and give every rank rank 0's weights (they
         are already equal up to the last bit unless an MPI's Allreduce is not
         bitwise-reproducible across ranks; this makes it certain)."""
+        self.release()
+        broadcast_model(self.model, self.comm)
+
+    def release(self):
+        """Put back the batch-norm layers' own reducers (None): no MPI after fit."""
         syncbn.detach(self._saved_reducers)
         self._saved_reducers = []
-        broadcast_model(self.model, self.comm)
+        if self in ACTIVE:
+            ACTIVE.remove(self)
 
 
 __all__ = ["DataParallel", "ScaledLoss"]

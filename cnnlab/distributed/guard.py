@@ -33,6 +33,8 @@ def abort_on_error(fn):
                 several = False
             if several:
                 abort_on_exception(exc)
+            from .fit import release_all  # a world of one: the caller may go on
+            release_all()
             raise
 
     return wrapper

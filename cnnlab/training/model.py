@@ -62,7 +62,6 @@ class Model(_Sequential):
         - ``shuffle``: reshuffle the samples every epoch (else keep their order).
         - ``augment``: callable ``(x_batch, rng) -> x_batch`` (or ``x_batch -> x_batch``)
           applied to each training batch.
-
         - ``distributed``: data-parallel over the processes of ``mpiexec`` (call fit on
           every rank with the same data): ``batch_size`` is the global batch, each rank
           takes its share and gradients are summed with MPI; see
