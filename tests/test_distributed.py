@@ -6,7 +6,7 @@ of ``mpiexec`` running tests/_mpi_worker.py, 1 BLAS thread per rank. These tests
 skip: without mpiexec (pip install 'cnnlab[mpi]') they fail.
 
 Launches (about 3-5 s each): the main run (plain net, sync-BN net, a 2-epoch run with
-checkpoints), a resume, a rank that raises, a rank that dies, ranks with different data,
+checkpoints, per-rank-BN net), a resume, a rank that raises, a rank that dies, ranks with different data,
 and ``cnnlab train --distributed``.
 """
 import json
@@ -77,7 +77,8 @@ def main_run(tmp_path_factory):
     cfgs = [{"out": str(d / "plain"), "net": "plain", "epochs": 1},
             {"out": str(d / "bn_sync"), "net": "bn", "epochs": 1, "sync": True},
             {"out": str(d / "full"), "net": "plain", "epochs": 2,
-             "ckpt": str(d / "full-{epoch}.npz")}]
+             "ckpt": str(d / "full-{epoch}.npz")},
+            {"out": str(d / "bn_local"), "net": "bn", "epochs": 1}]
     proc, _ = launch(cfgs)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return d, cfgs
@@ -110,7 +111,17 @@ def test_sync_batchnorm_equals_one_process(main_run):
     """Conv + spatial and 1-D batch norm with sync_batchnorm=True: the statistics of the
     whole global batch, so the run follows the one-process run."""
     _, cfgs = main_run
-    check_same_as_one_process(cfgs[1]["out"], cfgs[1], tol=2e-5)
+    check_same_as_one_process(cfgs[1]["out"], cfgs[1], tol=1e-5)
+
+
+def test_per_rank_batchnorm_differs_from_one_process(main_run):
+    """The default (per-rank statistics, as PyTorch DDP) is a different computation: the
+    sync test above would notice a reducer that did nothing."""
+    _, cfgs = main_run
+    got = np.load(cfgs[3]["out"] + ".npz")
+    model, _ = worker.train(dict(cfgs[3]), distributed=False)
+    errs = [rel_err(got[name], w) for name, w in model.get_weights().items()]
+    assert max(errs) > 1e-2
 
 
 def test_checkpoints_written_by_rank_0_only(main_run):
