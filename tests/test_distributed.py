@@ -17,11 +17,11 @@ import sys
 import threading
 import time
 
+import _mpi_worker as worker
 import numpy as np
 import pytest
 import torch
 
-import _mpi_worker as worker
 import cnnlab as cl
 import cnnlab.functional as F
 from cnnlab.distributed import FlatBuffers, shard

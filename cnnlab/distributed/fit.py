@@ -29,7 +29,6 @@ from .buffers import FlatBuffers
 from .mpi import check_world, world
 from .state import broadcast_model, broadcast_optimizer, leaves, param_arrays
 
-
 #: DataParallel objects between construction and close(): an exception that leaves fit on a
 #: world of one process (nothing to abort) still takes their batch-norm reducers off.
 ACTIVE = []
