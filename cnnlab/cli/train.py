@@ -72,6 +72,10 @@ def register(sub):
     p.add_argument("--seed", type=nonneg_int, default=0,
                    help="seed of the weights, the split, shuffling and augmentation (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars, one line per epoch")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the processes of mpiexec (mpiexec -n 4 cnnlab "
+                        "train --distributed): --batch-size is the global batch; rank 0 "
+                        "prints and writes the checkpoint (needs 'cnnlab[mpi]')")
     p.set_defaults(func=run)
 
 
@@ -146,6 +150,9 @@ def run(args):
     augment = None if args.no_augment else _augmenter(recipe["augment"])
 
     out = sys.stdout
+    if args.distributed:  # every rank trains; rank 0 alone prints (cnnlab.distributed)
+        from ..distributed import root_stream
+        out = root_stream(out)
     print(f"cnnlab train: {name} ({model.count_params():,} parameters) on {where}", file=out)
     print(f"  training:   {len(xtr):,} images of shape {tuple(x.shape[1:])}, {epochs} epochs, "
           f"batch {batch_size}, {args.optimizer} lr {lr:g} ({args.schedule}), augmentation "
@@ -153,11 +160,15 @@ def run(args):
     print(f"  validation: {val_text}", file=out)
     print(f"  test:       {len(xt):,} images ({twhere}), evaluated once at the end", file=out)
     print(f"  machine:    {machine()}", file=out, flush=True)
+    if args.distributed:
+        from ..distributed import size
+        print(f"  ranks:      {size()} MPI processes, each with its share of every batch", file=out)
 
     t0 = time.perf_counter()
     history = model.fit(xtr, ytr, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                         validation_data=val, callbacks=callbacks, seed=args.seed,
-                        verbose=2 if args.quiet else 1, augment=augment)
+                        verbose=2 if args.quiet else 1, augment=augment,
+                        distributed=args.distributed)
     train_time = time.perf_counter() - t0
     epochs_run = len(history.history["loss"])
     summary = ""
@@ -165,7 +176,7 @@ def run(args):
         accs = history.history["val_accuracy"]
         summary = (f"; validation accuracy {accs[-1]:.2%} at the end (best {max(accs):.2%}, "
                    f"epoch {int(np.argmax(accs)) + 1})")
-    result = model.evaluate(xt, yt)
+    result = model.evaluate(xt, yt, distributed=args.distributed)
     print(f"trained in {train_time:.1f} s{summary}", file=out)
     print(f"checkpoint {args.out}: the model after epoch {epochs_run} (saved every epoch; "
           f"nothing is selected on the test set)", file=out)

@@ -47,9 +47,14 @@ def _bn_forward(x, gamma, beta, bn_param, axes, shape):
     m = x.size // d
     # per-channel passes that keep long inner loops in any memory layout (see
     # _kernels.channel_sums): the mean, x - mean, its mean square, the scale and shift
-    mu = channel_sums(x) / m
+    sums, reduce = channel_sums(x), bn_param.get("reduce")
+    if reduce is not None:  # sync batch norm: sums over every rank's share of the batch
+        total = reduce(np.append(sums.astype(np.float64), m))
+        sums, m = total[:-1].astype(x.dtype), int(round(total[-1]))
+    mu = sums / m
     xc = channel_affine(x, None, -mu)
-    var = channel_dot(xc, xc) / m  # mean of xc^2, no xc*xc temporary
+    sq = channel_dot(xc, xc)  # sum of xc^2, no xc*xc temporary
+    var = (sq if reduce is None else reduce(sq).astype(x.dtype)) / m
     std = np.sqrt(var + eps)
     # out = xhat * gamma + beta with xhat = xc / std, as xc * (gamma / std) + beta: x_hat
     # itself is never stored (the backward pass works from xc)
@@ -58,11 +63,16 @@ def _bn_forward(x, gamma, beta, bn_param, axes, shape):
     rm += (1 - momentum) * mu
     rv *= momentum
     rv += (1 - momentum) * var
-    return out, (x, xc, mu.reshape(shape), var.reshape(shape), std.reshape(shape), g, eps, axes)
+    sync = None if reduce is None else (reduce, m)
+    return out, (x, xc, mu.reshape(shape), var.reshape(shape), std.reshape(shape), g, eps, axes,
+                 sync)
 
 
 def batchnorm_forward(x, gamma, beta, bn_param):
-    """x (N, D) -> ``out, cache``; bn_param: mode, eps, momentum, running_mean, running_var."""
+    """x (N, D) -> ``out, cache``; bn_param: mode, eps, momentum, running_mean, running_var,
+    and optionally 'reduce': a function summing a 1-D array over the processes that each
+    hold a share of the batch (sync batch norm, see cnnlab.distributed.syncbn; the
+    backward pass must then be :func:`batchnorm_backward_alt`)."""
     x = as_float_array(x, "x")
     if x.ndim != 2:
         raise ValueError(f"x must be 2-D (N, D) for batchnorm_forward, got shape {x.shape}; "
@@ -72,7 +82,10 @@ def batchnorm_forward(x, gamma, beta, bn_param):
 
 def batchnorm_backward(dout, cache):
     """Backward through the computation graph, node by node -> (dx, dgamma, dbeta)."""
-    x, xc, mu, var, std, g, eps, axes = cache
+    x, xc, mu, var, std, g, eps, axes, sync = cache
+    if sync is not None:
+        raise ValueError("a sync batch norm forward (bn_param['reduce']) needs "
+                         "batchnorm_backward_alt, which reduces its sums over the processes")
     m = x.size // x.shape[1]
     xhat = xc / std
     dbeta = dout.sum(axis=axes)
@@ -96,16 +109,21 @@ def batchnorm_backward_alt(dout, cache):
 
         dx = gamma / (m * std) * (m * dout - sum(dout) - xhat * sum(dout * xhat))
     """
-    x, xc, mu, var, std, g, eps, axes = cache
+    x, xc, mu, var, std, g, eps, axes, sync = cache
     m = x.size // x.shape[1]
     std, a = std.reshape(-1), (g / std).reshape(-1)
     dout = in_order(dout, memory_order(xc))  # mixed layouts would crawl (see copy_into)
     dbeta = channel_sums(dout)
     dgamma = channel_dot(dout, xc) / std  # sum(dout * xhat)
+    sb, sg = dbeta, dgamma
+    if sync is not None:  # sync batch norm: dx needs both sums over the whole batch
+        reduce, m = sync
+        total = reduce(np.concatenate([dbeta, dgamma])).astype(x.dtype)
+        sb, sg = total[:dbeta.size], total[dbeta.size:]
     # dx = a * (dout - xc * dgamma / (m * std)) - a * dbeta / m, a = gamma / std
-    dx = channel_affine(xc, -dgamma / (m * std))
+    dx = channel_affine(xc, -sg / (m * std))
     np.add(dx, dout, out=dx)
-    channel_affine(dx, a, -a * dbeta / m, out=dx)
+    channel_affine(dx, a, -a * sb / m, out=dx)
     return dx.astype(x.dtype, copy=False), dgamma, dbeta
 
 

@@ -22,6 +22,9 @@ from .serialization import register
 class BatchNorm(Layer):
     """Batch normalization; ``momentum`` weighs the OLD running value (cs231n: 0.9)."""
     shape_check = "channels"
+    #: None, or a function summing a 1-D array over processes (sync batch norm; set by
+    #: cnnlab.distributed during fit(..., distributed=True, sync_batchnorm=True))
+    reducer = None
 
     def __init__(self, momentum=0.9, eps=1e-5, name=None):
         super().__init__(name)
@@ -39,6 +42,8 @@ class BatchNorm(Layer):
         bn_param = {"mode": "train" if training else "test", "momentum": self.momentum,
                     "eps": self.eps, "running_mean": self.state["running_mean"],
                     "running_var": self.state["running_var"]}
+        if training and self.reducer is not None:
+            bn_param["reduce"] = self.reducer
         fwd = F.batchnorm_forward if x.ndim == 2 else F.spatial_batchnorm_forward
         out, cache = fwd(x, self.params["gamma"], self.params["beta"], bn_param)
         if not keep:

@@ -178,6 +178,8 @@ class ModelCheckpoint(Callback):
     ``save_optimizer``: include the optimizer state and epoch so that training resumes
     exactly (see ``load_checkpoint``)."""
 
+    root_only = True  # fit(distributed=True): only rank 0 writes the file
+
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto",
                  save_optimizer=True, verbose=0):
         self.path = str(path)

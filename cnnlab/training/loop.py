@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from .. import functional as F
+from ..distributed.guard import abort_on_error
 from ..optim import Adam, Optimizer
 from .callbacks import Callback, CallbackList
 from .errors import TrainingDivergedError
@@ -239,9 +240,10 @@ def _progress(verbose, total, desc):
                 file=sys.stderr, mininterval=0.2)
 
 
+@abort_on_error  # distributed=True: a rank that raises ends every rank (MPI_Abort)
 def fit(model, x, y, epochs=1, batch_size=64, optimizer=None, loss="softmax",
         validation_data=None, callbacks=None, verbose=1, seed=None, shuffle=True,
-        initial_epoch=0, augment=None):
+        initial_epoch=0, augment=None, *, distributed=False, sync_batchnorm=False):
     """See :meth:`cnnlab.training.Model.fit`."""
     loss_fn = resolve_loss(loss)
     epochs = _positive_int("epochs", epochs, 0)
@@ -271,6 +273,15 @@ def fit(model, x, y, epochs=1, batch_size=64, optimizer=None, loss="softmax",
         callbacks = [callbacks]
     aug = _augmenter(augment)
     seed = resolve_seed(model, seed, initial_epoch)
+    dist = None
+    if distributed:  # MPI data parallelism: the hooks below call into cnnlab.distributed
+        from ..distributed import DataParallel
+        dist = DataParallel(model, x, y, optimizer, seed, loss_fn, aug, callbacks, verbose,
+                            batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch,
+                            shuffle=shuffle, validation=validation_data and (xv, yv),
+                            sync_batchnorm=sync_batchnorm)
+        seed, loss_fn, aug = dist.seed, dist.loss_fn, dist.augment
+        callbacks, verbose = dist.callbacks, dist.verbose
     model.optimizer, model.train_seed, model.stop_training = optimizer, seed, False
 
     n = x.shape[0]
@@ -293,6 +304,8 @@ def fit(model, x, y, epochs=1, batch_size=64, optimizer=None, loss="softmax",
         try:
             for b in range(steps):
                 idx = order[b * batch_size:(b + 1) * batch_size]
+                if dist is not None:  # this rank's share of the global batch
+                    idx = dist.shard(idx, epoch, b)
                 xb = np.ascontiguousarray(x[idx], dtype=dtype)
                 yb = y[idx]
                 if aug is not None:
@@ -311,9 +324,10 @@ def fit(model, x, y, epochs=1, batch_size=64, optimizer=None, loss="softmax",
                         f"the data for extreme values.", epoch=epoch, batch=b, loss=value)
                 model.backward(dscores, need_dx=False)  # the input gradient is unused
                 params, grads = parameter_arrays(model)
+                k, batch_correct = len(idx), _accuracy_count(scores, yb)
+                if dist is not None:  # gradients summed over ranks; the global batch's figures
+                    value, k, batch_correct = dist.allreduce(grads, value, batch_correct)
                 optimizer.step(params, grads)
-                k = len(idx)
-                batch_correct = _accuracy_count(scores, yb)
                 seen, loss_sum, correct = seen + k, loss_sum + value * k, correct + batch_correct
                 if bar is not None:
                     bar.update(k)
@@ -326,7 +340,8 @@ def fit(model, x, y, epochs=1, batch_size=64, optimizer=None, loss="softmax",
             logs = {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1),
                     "lr": lr_used}
             if validation_data is not None:
-                val = evaluate(model, xv, yv, batch_size=max(batch_size, 256), loss=loss_fn)
+                val = (evaluate if dist is None else dist.evaluate)(
+                    model, xv, yv, batch_size=max(batch_size, 256), loss=loss_fn)
                 logs["val_loss"], logs["val_accuracy"] = val["loss"], val["accuracy"]
             if bar is not None:  # the bar's last state doubles as the epoch summary
                 bar.set_postfix_str(_epoch_summary(logs), refresh=False)
@@ -341,6 +356,8 @@ def fit(model, x, y, epochs=1, batch_size=64, optimizer=None, loss="softmax",
         history.record(epoch, logs)  # after the callbacks, so metrics they add are kept
         if model.stop_training:
             break
+    if dist is not None:
+        dist.close()
     cbs.on_train_end(logs)
     return history
 

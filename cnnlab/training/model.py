@@ -38,7 +38,7 @@ class Model(_Sequential):
 
     def fit(self, x, y, epochs=1, batch_size=64, optimizer=None, loss="softmax",
             validation_data=None, callbacks=None, verbose=1, seed=None, shuffle=True,
-            initial_epoch=0, augment=None):
+            initial_epoch=0, augment=None, distributed=False, sync_batchnorm=False):
         """Train on ``x`` (N, C, H, W) floats and ``y`` (N,) integer labels. -> History.
 
         - ``epochs``: the index of the last epoch, as in Keras: trains epochs
@@ -62,6 +62,11 @@ class Model(_Sequential):
         - ``shuffle``: reshuffle the samples every epoch (else keep their order).
         - ``augment``: callable ``(x_batch, rng) -> x_batch`` (or ``x_batch -> x_batch``)
           applied to each training batch.
+        - ``distributed``: data-parallel over the processes of ``mpiexec`` (call fit on
+          every rank with the same data): ``batch_size`` is the global batch, each rank
+          takes its share and gradients are summed with MPI; see
+          :mod:`cnnlab.distributed.fit`. ``sync_batchnorm``: batch norm with the statistics
+          of the whole global batch instead of each rank's share.
 
         Raises ``TrainingDivergedError`` (a FloatingPointError) as soon as the loss is
         NaN or infinite, naming the epoch and batch.
@@ -69,16 +74,25 @@ class Model(_Sequential):
         return _loop.fit(self, x, y, epochs=epochs, batch_size=batch_size,
                          optimizer=optimizer, loss=loss, validation_data=validation_data,
                          callbacks=callbacks, verbose=verbose, seed=seed, shuffle=shuffle,
-                         initial_epoch=initial_epoch, augment=augment)
+                         initial_epoch=initial_epoch, augment=augment,
+                         distributed=distributed, sync_batchnorm=sync_batchnorm)
 
-    def evaluate(self, x, y, batch_size=256, loss="softmax"):
+    def evaluate(self, x, y, batch_size=256, loss="softmax", distributed=False):
         """Mean loss and accuracy over (x, y) in inference mode, batched.
-        -> ``{'loss': float, 'accuracy': float}``."""
+        -> ``{'loss': float, 'accuracy': float}``. ``distributed``: every MPI rank
+        evaluates its share and the results are combined (see cnnlab.distributed)."""
+        if distributed:
+            from ..distributed import evaluate
+            return evaluate(self, x, y, batch_size=batch_size, loss=loss)
         return _loop.evaluate(self, x, y, batch_size=batch_size, loss=loss)
 
-    def predict(self, x, batch_size=256):
+    def predict(self, x, batch_size=256, distributed=False):
         """Class probabilities (softmax of the scores), shape (N, num_classes), computed
-        in inference mode in batches (no caches kept)."""
+        in inference mode in batches (no caches kept). ``distributed``: every MPI rank
+        predicts its share, and every rank returns all rows."""
+        if distributed:
+            from ..distributed import predict
+            return predict(self, x, batch_size=batch_size)
         return _loop.predict(self, x, batch_size=batch_size)
 
     def predict_classes(self, x, batch_size=256):
