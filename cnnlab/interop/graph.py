@@ -40,6 +40,8 @@ class Graph:
                 self.static.add(node.output[0])
                 continue
             ins = [i for i in node.input if i]
+            if ins and all(i in self.consts for i in ins) and self._fold(node):
+                continue
             if node.op_type == "Shape" or (node.op_type in STATIC_OPS
                                            and all(i in self.static for i in ins)):
                 self.static.update(node.output)
@@ -47,6 +49,21 @@ class Graph:
             self.data_nodes.append(node)
             for i in self.data_inputs(node):
                 self.consumers.setdefault(i, []).append(node)
+
+    def _fold(self, node):
+        """Arithmetic on constants only (PyTorch writes its pads that way without constant
+        folding): evaluated once with onnx's reference implementation."""
+        from onnx.reference import ReferenceEvaluator
+
+        try:
+            feeds = {i: self.consts[i] for i in node.input if i}
+            outs = ReferenceEvaluator(node).run(None, feeds)
+        except Exception:  # noqa: BLE001 - not foldable: the walk reports the node
+            return False
+        for name, value in zip(node.output, outs):
+            self.consts[name] = np.asarray(value)
+            self.static.add(name)
+        return True
 
     def _constant(self, node):
         a = attrs(node, self.onnx)
