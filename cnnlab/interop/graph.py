@@ -34,6 +34,8 @@ class Graph:
                 self.producer[o] = node
             if node.domain not in ("", "ai.onnx"):
                 self.data_nodes.append(node)  # reported as an unknown op by the walk
+                for i in self.data_inputs(node):
+                    self.consumers.setdefault(i, []).append(node)
                 continue
             if node.op_type == "Constant":
                 self.consts[node.output[0]] = self._constant(node)

@@ -75,6 +75,10 @@ class _Walker:
                 continue
             node = cons[0]
             if len(self.g.data_inputs(node)) > 1:
+                if node.op_type not in _MERGES:
+                    fail(node, f"takes {len(self.g.data_inputs(node))} computed inputs; only "
+                               f"Concat and Add may join branches, and the other inputs of "
+                               f"an op (weights, biases) must be constants")
                 return layers, x, shape, node
             new, x, shape = self.convert(node, x, shape)
             layers.extend(new)
