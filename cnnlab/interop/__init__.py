@@ -13,7 +13,7 @@ from .errors import OnnxExportError, OnnxImportError, StateDictError
 from .export import to_onnx
 from .import_ import from_onnx
 from .ops import SUPPORTED_OPS
-#from .state_dict import load_state_dict, save_state_dict, state_dict_names
+from .state_dict import load_state_dict, save_state_dict, state_dict_names
 
 __all__ = ["to_onnx", "from_onnx", "load_state_dict", "save_state_dict", "state_dict_names",
            "SUPPORTED_OPS", "OnnxExportError", "OnnxImportError", "StateDictError"]
