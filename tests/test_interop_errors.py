@@ -8,12 +8,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
-import torch.nn as nn
 from onnx import TensorProto, helper, numpy_helper
+from torch import nn
 
+import cnnlab.models as zoo
 from cnnlab.cli.main import main
 from cnnlab.interop import OnnxImportError, from_onnx, to_onnx
-import cnnlab.models as zoo
 
 
 def make(nodes, inits=(), shape=("N", 3, 8, 8), out_shape=None, opset=17, path=None):
@@ -135,7 +135,6 @@ def test_unsupported_op_options(tmp_path):
 
 
 def test_reshape_other_than_flatten(tmp_path):
-    make([helper.make_node("Reshape", ["x", "s"], ["y"], name="rs")], shape=("N", 3, 8, 8))
     m = make([helper.make_node("Reshape", ["x", "s"], ["y"], name="rs")])
     m.graph.initializer.append(numpy_helper.from_array(np.array([0, 3, 64], np.int64), "s"))
     onnx.save(m, str(tmp_path / "r.onnx"))
@@ -144,7 +143,8 @@ def test_reshape_other_than_flatten(tmp_path):
 
 def test_corrupt_truncated_and_non_model_files(tmp_path):
     good = to_onnx(zoo.lenet5(seed=0), tmp_path / "good.onnx")
-    data = open(good, "rb").read()
+    with open(good, "rb") as f:
+        data = f.read()
     (tmp_path / "trunc.onnx").write_bytes(data[: len(data) // 2])
     refuse(tmp_path / "trunc.onnx", "trunc.onnx")
     (tmp_path / "junk.onnx").write_bytes(np.random.default_rng(0).bytes(5000))

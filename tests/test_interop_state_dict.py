@@ -8,15 +8,14 @@ import pytest
 import safetensors.numpy as stnp
 import safetensors.torch as sttorch
 import torch
-import torch.nn as nn
 import torch.nn.functional as Fn
+from torch import nn
 
 import cnnlab as cl
 import cnnlab.layers as L
 import cnnlab.models as zoo
 from cnnlab.interop import StateDictError, load_state_dict, save_state_dict
 from cnnlab.models.googlenet import INCEPTION
-
 
 # ----------------------------------------------------------------------------- torchvision mirrors
 

@@ -13,8 +13,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as Fn
+from torch import nn
 
 import cnnlab as cl
 import cnnlab.layers as L
