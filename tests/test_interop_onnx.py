@@ -143,6 +143,17 @@ def test_round_tripped_model_trains_saves_and_loads(tmp_path):
     np.testing.assert_array_equal(again.predict(x), net.predict(x))
 
 
+def test_probabilities_output_is_model_predict(tmp_path):
+    x = np.random.default_rng(6).standard_normal((3, 1, 28, 28)).astype(np.float32)
+    for model in (zoo.lenet5(seed=0),
+                  cl.Sequential([L.Flatten(), L.Dense(4, activation="softmax")],
+                                input_shape=(1, 28, 28), seed=0)):
+        path = to_onnx(model, tmp_path / "p.onnx", probabilities=True)
+        ops = [n.op_type for n in onnx.load(path).graph.node]
+        assert ops.count("Softmax") == 1  # never a second softmax on probabilities
+        assert rel_err(ort_run(path, x), model.predict(x)) < 1e-5
+
+
 def test_export_needs_a_built_model_and_a_known_opset(tmp_path):
     from cnnlab.interop import OnnxExportError
     with pytest.raises(OnnxExportError, match="not built"):

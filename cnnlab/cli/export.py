@@ -16,6 +16,8 @@ def register(sub):
                    "model name (random weights, seed 0)")
     p.add_argument("out", metavar="OUT.onnx", help="the ONNX file to write")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (13 or newer, default 17)")
+    p.add_argument("--probabilities", action="store_true",
+                   help="output class probabilities (what predict shows) instead of scores")
     p.set_defaults(func=run)
 
 
@@ -36,7 +38,7 @@ def run(args):
     if not os.path.isdir(folder):
         raise CLIError(f"output folder does not exist: {folder}")
     try:
-        to_onnx(model, args.out, opset=args.opset)
+        to_onnx(model, args.out, opset=args.opset, probabilities=args.probabilities)
     except ImportError as e:
         raise CLIError(str(e)) from None
     print(f"wrote {args.out}: {model.name}, input (N, {', '.join(map(str, model.input_shape))}), "

@@ -148,7 +148,8 @@ def _emit(g, layer, x, shape, prefix):
                           f"Sigmoid, Tanh, Softmax, Sequential, Concat, Residual")
 
 
-def to_model_proto(model, opset=17, input_name="input", output_name="output"):
+def to_model_proto(model, opset=17, probabilities=False, input_name="input",
+                   output_name="output"):
     """The ``onnx.ModelProto`` of a built cnnlab model (see :func:`to_onnx`)."""
     onnx = require_onnx()
     if not isinstance(model, Layer):
@@ -162,6 +163,10 @@ def to_model_proto(model, opset=17, input_name="input", output_name="output"):
     g = _Graph(onnx)
     g.used.update([input_name, output_name])
     out = _emit(g, model, input_name, tuple(model.input_shape), "")
+    if probabilities and len(model.output_shape) == 1:
+        from ..training.loop import outputs_probabilities
+        if not outputs_probabilities(model):
+            out = g.node("Softmax", [out], "probabilities", axis=1)
     g.nodes.append(onnx.helper.make_node("Identity", [out], [output_name], name=output_name))
     f32 = onnx.TensorProto.FLOAT
     inp = onnx.helper.make_tensor_value_info(input_name, f32, ["N"] + list(model.input_shape))
@@ -175,15 +180,16 @@ def to_model_proto(model, opset=17, input_name="input", output_name="output"):
     return proto
 
 
-def to_onnx(model, path, opset=17):
+def to_onnx(model, path, opset=17, probabilities=False):
     """Write ``model`` (a built cnnlab model) as an ONNX file at ``path``, atomically.
 
     Input 'input' of shape (N, *model.input_shape) float32 with a dynamic batch axis N;
     output 'output' (N, *model.output_shape): what ``model.forward`` returns (class scores
-    for the zoo nets; ``model.predict`` is their softmax). ``onnx.checker`` (full check,
-    with shape inference) passes on the result. -> ``path``.
+    for the zoo nets; ``model.predict`` is their softmax), or with ``probabilities=True``
+    what ``model.predict`` returns (a Softmax node is added unless the model ends in one).
+    ``onnx.checker`` (full check, with shape inference) passes on the result. -> ``path``.
     """
-    proto = to_model_proto(model, opset)
+    proto = to_model_proto(model, opset, probabilities)
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     data = proto.SerializeToString()
