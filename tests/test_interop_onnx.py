@@ -76,7 +76,6 @@ def test_zoo_model_exports_imports_and_matches_onnxruntime(name, tmp_path):
     assert isinstance(back, cl.Sequential)
     assert back.count_params() == model.count_params()
     assert rel_err(back.forward(x), scores) < 1e-5
-    assert rel_err(back.predict(x), probs) < 1e-5
 
 
 def every_layer_models(dtype=np.float32):
