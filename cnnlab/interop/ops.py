@@ -226,12 +226,17 @@ def gemm(g, node, x, shape):
         fail(node, "transA=1 is not supported (the data must be the first matrix)")
     w = g.const(node, 1, "weight")
     c = g.const(node, 2, "bias")
+    if w is None or w.ndim != 2:
+        fail(node, "Gemm needs a constant 2-D weight matrix as its second input")
     w = w.T if a.get("transB", 0) else w
     w = w * a.get("alpha", 1.0)
     units = w.shape[1]
     arrays = {"w": w}
     if c is not None:
-        c = np.broadcast_to(np.asarray(c) * a.get("beta", 1.0), (1, units)).reshape(units)
+        try:
+            c = np.broadcast_to(np.asarray(c) * a.get("beta", 1.0), (1, units)).reshape(units)
+        except ValueError:
+            fail(node, f"bias of shape {np.shape(c)} is not one value per unit ({units})")
         arrays["b"] = c
     return [(L.Dense(int(units), use_bias=c is not None), arrays)], node.output[0]
 
