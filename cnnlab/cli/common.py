@@ -86,10 +86,17 @@ def existing_file(path, what="file"):
 
 
 def load_model_file(path):
-    """``cnnlab.load_model`` with the failures turned into one-line CLIErrors."""
+    """``cnnlab.load_model`` (``cnnlab.interop.from_onnx`` for a .onnx file) with the
+    failures turned into one-line CLIErrors."""
     from ..training import CheckpointError, load_model
 
     existing_file(path, "model file")
+    if str(path).lower().endswith(".onnx"):
+        from ..interop import from_onnx
+        try:
+            return from_onnx(path)
+        except (ValueError, ImportError) as e:
+            raise CLIError(f"cannot load model file {path}: {e}") from None
     try:
         return load_model(path)
     except CheckpointError as e:
