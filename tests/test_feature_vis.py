@@ -40,14 +40,19 @@ def test_ascent_raises_the_unit_and_stays_in_the_unit_interval():
     model = cl.Sequential([L.Conv2D(3, 3, padding=1), L.ReLU(), L.Flatten(), L.Dense(4)],
                           input_shape=(1, 10, 10), seed=0)
     start = model.forward(np.full((1, 1, 10, 10), 0.5, np.float32), training=False)[0, 2]
-    r = FV.feature_visualization(model, -1, 2, steps=40, seed=0)
+    r = FV.feature_visualization(model, -1, 2, steps=40, seed=0, tv=0, l1=0)
     assert r["image"].shape == (1, 10, 10)
     assert 0 < r["image"].min() and r["image"].max() < 1
     assert r["value"] > start + 0.5
     assert r["history"][-1] > r["history"][0]
     # reproducible with the seed
-    np.testing.assert_array_equal(FV.feature_visualization(model, -1, 2, steps=40, seed=0)["image"],
-                                  r["image"])
+    np.testing.assert_array_equal(
+        FV.feature_visualization(model, -1, 2, steps=40, seed=0, tv=0, l1=0)["image"], r["image"])
+    # the L1 prior buys a darker image, the TV prior a smoother one
+    inked = FV.feature_visualization(model, -1, 2, steps=40, seed=0, tv=0, l1=50)["image"]
+    assert inked.mean() < r["image"].mean()
+    smooth = FV.feature_visualization(model, -1, 2, steps=40, seed=0, tv=50, l1=0)["image"]
+    assert FV._tv(smooth)[0] < FV._tv(r["image"])[0]
 
 
 def test_nearest_neighbours_match_brute_force():
@@ -60,3 +65,15 @@ def test_nearest_neighbours_match_brute_force():
     np.testing.assert_array_equal(idx, order)
     np.testing.assert_allclose(dist, np.take_along_axis(d, order, 1).mean(1))
     np.testing.assert_array_equal(lab, [np.bincount(labels[o]).argmax() for o in order])
+
+
+def test_cli_class_vis_writes_the_judged_picture(tmp_path, capsys):
+    from cnnlab.cli.main import main
+    from cnnlab.models import lenet5
+
+    path = tmp_path / "lenet.npz"
+    lenet5(seed=0).save(path)
+    assert main(["viz", "class-vis", "--model", str(path), "--steps", "2",
+                 "--out", str(tmp_path)]) == 0
+    assert "labelled right" in capsys.readouterr().out
+    assert (tmp_path / "class_visualizations.png").stat().st_size > 1000
