@@ -243,7 +243,7 @@ def _get_conv_size(server, query):
 
 
 def _post_forward(em, x, query):
-    return api.forward(em, x)
+    return api.forward(em, x, encoding=query.get("encoding", "list"))
 
 
 def _post_unit(em, x, query):

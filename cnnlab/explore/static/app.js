@@ -179,31 +179,41 @@ function preprocess(h, w) {
   return out;
 }
 
-function toPngBlob(pixels, h, w) {
-  const c = document.createElement("canvas");
-  c.width = w; c.height = h;
-  const ctx = c.getContext("2d");
-  const img = ctx.createImageData(w, h);
-  for (let i = 0; i < h * w; i++) {
-    const v = Math.round(255 * pixels[i]);
-    img.data[4 * i] = v; img.data[4 * i + 1] = v; img.data[4 * i + 2] = v; img.data[4 * i + 3] = 255;
-  }
-  ctx.putImageData(img, 0, 0);
-  return new Promise((resolve) => c.toBlob(resolve, "image/png"));
+// a binary PGM (P5) of the grey pixels: a one-line header and the bytes, built at once
+// (a PNG through canvas.toBlob costs several milliseconds more); Pillow reads it
+function toPgmBlob(pixels, h, w) {
+  const head = new TextEncoder().encode(`P5\n${w} ${h}\n255\n`);
+  const bytes = new Uint8Array(head.length + h * w);
+  bytes.set(head, 0);
+  for (let i = 0; i < h * w; i++) bytes[head.length + i] = Math.round(255 * pixels[i]);
+  return new Blob([bytes], { type: "image/x-portable-graymap" });
 }
 
 // ------------------------------------------------------------------ forward pass
+// {"shape", "dtype": "float32", "base64"} -> Float32Array (little-endian bytes)
+function decodeFloat32(d) {
+  if (d.values) return d.values;
+  const bin = atob(d.base64);
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  return new Float32Array(bytes.buffer);
+}
+
 async function update(t0) {
   if (state.inFlight) {   // one request at a time; the newest drawing goes next
     state.pending = typeof t0 === "number" ? t0 : (state.pending || true);
     return;
   }
   const [, h, w] = state.model.input_shape;
+  const tStart = performance.now();
   const pixels = preprocess(h, w);
   if (!pixels) return;
   state.inFlight = true;
-  state.blob = await toPngBlob(pixels, h, w);
+  const tPre = performance.now();
+  state.blob = toPgmBlob(pixels, h, w);
   state.invert = false;
+  state.prep = { wait: typeof t0 === "number" ? tStart - t0 : 0, preprocess: tPre - tStart,
+    encode: performance.now() - tPre };
   await runForward(t0);
 }
 
@@ -211,12 +221,18 @@ async function runForward(t0) {
   const seq = ++state.seq;
   state.inFlight = true;
   try {
-    const res = await api(`/api/forward?${query({ invert: state.invert ? 1 : "" })}`,
+    const tSend = performance.now();
+    const res = await api(`/api/forward?${query({ invert: state.invert ? 1 : "", encoding: "base64" })}`,
       { method: "POST", body: state.blob, headers: { "Content-Type": "application/octet-stream" } });
+    const tGot = performance.now();
     if (seq > state.shown) {
       state.shown = seq;
+      res.input.values = decodeFloat32(res.input);
+      res.layers.forEach((l) => { l.output.values = decodeFloat32(l.output); });
       state.forward = res;
       render(res);
+      window.explorerBreakdown = { ...(state.prep || {}), request: tGot - tSend,
+        render: performance.now() - tGot };
       if (state.picked) showUnit(state.picked).catch((e) => setStatus(e.message, true));
       if (typeof t0 === "number") {
         const ms = performance.now() - t0;
@@ -347,7 +363,8 @@ function drawBars(cv, values, labels) {
   cv.width = n * bw + 2; cv.height = labels ? 86 : 70;
   const ctx = cv.getContext("2d");
   ctx.clearRect(0, 0, cv.width, cv.height);
-  const lo = Math.min(0, ...values.map((v) => v || 0)), hi = Math.max(0, ...values.map((v) => v || 0));
+  let lo = 0, hi = 0;
+  for (const v of values) { if (v < lo) lo = v; if (v > hi) hi = v; }
   const span = hi - lo || 1, H = 66;
   const zero = 2 + H * hi / span;
   ctx.fillStyle = "#889"; ctx.fillRect(0, zero, cv.width, 1);
@@ -366,8 +383,11 @@ function drawBars(cv, values, labels) {
 function pickUnit(e, i, k, h, w) {
   const cv = e.currentTarget;
   const r = cv.getBoundingClientRect();
-  const col = Math.min(w - 1, Math.floor((e.clientX - r.left) * w / r.width));
-  const row = Math.min(h - 1, Math.floor((e.clientY - r.top) * h / r.height));
+  // inside the border: clientLeft/Top is the border width, clientWidth/Height the content
+  const fx = (e.clientX - r.left - cv.clientLeft) / cv.clientWidth;
+  const fy = (e.clientY - r.top - cv.clientTop) / cv.clientHeight;
+  const col = Math.max(0, Math.min(w - 1, Math.floor(fx * w)));
+  const row = Math.max(0, Math.min(h - 1, Math.floor(fy * h)));
   document.querySelectorAll(".tiles canvas.picked").forEach((c) => c.classList.remove("picked"));
   cv.classList.add("picked");
   state.picked = { layer: state.model.layers[i].name, channel: k, row, col };
@@ -461,7 +481,7 @@ async function showAttribution() {
   const res = await api(`/api/attribution?${query(params)}`,
     { method: "POST", body: state.blob, headers: { "Content-Type": "application/octet-stream" } });
   const m = res.map.values;
-  const top = Math.max(...m) || 1;
+  const top = m.reduce((a, b) => Math.max(a, b), 0) || 1;
   renderInput($("attr-view"), state.forward.input, null, m.map((v) => v / top));
   $("attr-info").textContent = `${method === "gradcam" ? `Grad-CAM at ${res.layer}` : "saliency |d score / dx|"}` +
     ` for class ${state.model.classes[res.target]} (score ${fmt(res.scores[res.target])})`;
@@ -505,6 +525,8 @@ async function convArithmetic() {
   const out = $("ca-result");
   out.textContent = "";
   if (anim) { clearInterval(anim); anim = null; }
+  const cv = $("ca-anim");
+  cv.getContext("2d").clearRect(0, 0, cv.width, cv.height);
   if (vals.some((v) => Number.isNaN(v))) { out.appendChild(el("div", { class: "bad", text: "every field needs a whole number" })); return; }
   let res;
   try {
