@@ -131,26 +131,27 @@ def test_draw_predict_every_layer_no_console_errors(server, driver, tmp_path):
     assert "conv2d_1 (Conv2D) channel 5, row 5, col 5" in text
     assert "receptive field on the input: rows" in text
 
-    # Grad-CAM, filters and the conv-arithmetic panel
+    # Grad-CAM, filters and the conv-arithmetic panel (an invalid case, then valid ones)
     driver.find_element(By.ID, "attr-run").click()
     WebDriverWait(driver, 30).until(lambda d: "Grad-CAM at" in d.find_element(By.ID, "attr-info").text)
     driver.find_element(By.ID, "filters-run").click()
     WebDriverWait(driver, 30).until(
         lambda d: len(d.find_elements(By.CSS_SELECTOR, "#filters-body canvas")) == 6)
-    for (n, k, p, s, d) in [(7, 3, 1, 2, 1), (28, 5, 2, 1, 1), (10, 3, 0, 1, 2)]:
-        for key, v in zip("nkpsd", (n, k, p, s, d)):
+
+    def set_arith(values):
+        for key, v in zip("nkpsd", values):
             box = driver.find_element(By.ID, f"ca-{key}")
             box.clear()
             box.send_keys(str(v))
+
+    set_arith((5, 7, 0, 1, 1))
+    WebDriverWait(driver, 30).until(lambda dr: dr.find_elements(By.ID, "ca-error"))
+    assert "larger than the padded input" in driver.find_element(By.ID, "ca-error").text
+    for (n, k, p, s, d) in [(28, 5, 2, 1, 1), (10, 3, 0, 1, 2), (7, 3, 1, 2, 1)]:
+        set_arith((n, k, p, s, d))
         want = F.conv_output_size(n, k, padding=p, stride=s, dilation=d)
         WebDriverWait(driver, 30).until(lambda dr: dr.find_elements(By.ID, "ca-output") and
                                         dr.find_element(By.ID, "ca-output").text == f"= {want}")
-    for key, v in zip("nkpsd", (5, 7, 0, 1, 1)):
-        box = driver.find_element(By.ID, f"ca-{key}")
-        box.clear()
-        box.send_keys(str(v))
-    WebDriverWait(driver, 30).until(lambda dr: dr.find_elements(By.ID, "ca-error"))
-    assert "larger than the padded input" in driver.find_element(By.ID, "ca-error").text
 
     driver.execute_script("window.scrollTo(0, 0)")
     shot = tmp_path / "explorer.png"
