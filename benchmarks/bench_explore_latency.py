@@ -58,17 +58,20 @@ def main(argv=None):
     breakdowns = []
     try:
         d.get(srv.url)
-        WebDriverWait(d, 30).until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
+        WebDriverWait(d, 30).until(
+            lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
         canvas = d.find_element(By.ID, "draw")
         for k in range(a.strokes):
             d.find_element(By.ID, "clear").click()
             pts = STROKES[k % len(STROKES)]
             chain = ActionChains(d, duration=20)
-            chain.move_to_element_with_offset(canvas, pts[0][0] - 140, pts[0][1] - 140).click_and_hold()
+            chain.move_to_element_with_offset(canvas, pts[0][0] - 140, pts[0][1] - 140)
+            chain.click_and_hold()
             for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
                 chain.move_by_offset(x1 - x0, y1 - y0)
             chain.release().perform()
-            WebDriverWait(d, 30).until(lambda d: d.execute_script("return window.explorerTimings.length") > k)
+            WebDriverWait(d, 30).until(
+                lambda d, k=k: d.execute_script("return window.explorerTimings.length") > k)
             breakdowns.append(d.execute_script("return window.explorerBreakdown"))
         t = np.array(d.execute_script("return window.explorerTimings"))
     finally:

@@ -113,7 +113,8 @@ def main(argv=None):
             "test_loss": round(float(test["loss"]), 4),
             "training_seconds": round(seconds, 1), "date": date, "machine": machine}
     write_text(os.path.join(a.out, "lenet5_mnist.json"), json.dumps(card, indent=2) + "\n")
-    write_text(os.path.join(a.out, "lenet5_mnist.md"), f"""# Model card: LeNet-5 on MNIST (`lenet5_mnist.npz`)
+    title = "# Model card: LeNet-5 on MNIST (`lenet5_mnist.npz`)"
+    write_text(os.path.join(a.out, "lenet5_mnist.md"), f"""{title}
 
 Loaded by `cnnlab.models.lenet5(pretrained=True)`; the default model of `cnnlab explore`.
 

@@ -113,7 +113,8 @@ def test_draw_predict_every_layer_no_console_errors(server, driver, tmp_path):
                                  else 1), layer["name"]
 
     # the page's preprocessing is MNIST's: ink fitted into 20x20, centre of mass at the centre
-    seen = np.array(driver.execute_script("return Array.from(state.forward.input.values)")).reshape(28, 28)
+    seen = np.array(driver.execute_script("return Array.from(state.forward.input.values)"))
+    seen = seen.reshape(28, 28)
     rows, cols = np.nonzero(seen > 0)
     assert max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1) in (19, 20, 21)
     mass = seen.sum()
@@ -133,7 +134,8 @@ def test_draw_predict_every_layer_no_console_errors(server, driver, tmp_path):
 
     # Grad-CAM, filters and the conv-arithmetic panel (an invalid case, then valid ones)
     driver.find_element(By.ID, "attr-run").click()
-    WebDriverWait(driver, 30).until(lambda d: "Grad-CAM at" in d.find_element(By.ID, "attr-info").text)
+    WebDriverWait(driver, 30).until(
+        lambda d: "Grad-CAM at" in d.find_element(By.ID, "attr-info").text)
     driver.find_element(By.ID, "filters-run").click()
     WebDriverWait(driver, 30).until(
         lambda d: len(d.find_elements(By.CSS_SELECTOR, "#filters-body canvas")) == 6)
@@ -150,8 +152,8 @@ def test_draw_predict_every_layer_no_console_errors(server, driver, tmp_path):
     for (n, k, p, s, d) in [(28, 5, 2, 1, 1), (10, 3, 0, 1, 2), (7, 3, 1, 2, 1)]:
         set_arith((n, k, p, s, d))
         want = F.conv_output_size(n, k, padding=p, stride=s, dilation=d)
-        WebDriverWait(driver, 30).until(lambda dr: dr.find_elements(By.ID, "ca-output") and
-                                        dr.find_element(By.ID, "ca-output").text == f"= {want}")
+        WebDriverWait(driver, 30).until(lambda dr, want=want: dr.find_elements(By.ID, "ca-output")
+                                        and dr.find_element(By.ID, "ca-output").text == f"= {want}")
 
     driver.execute_script("window.scrollTo(0, 0)")
     shot = tmp_path / "explorer.png"

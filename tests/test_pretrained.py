@@ -37,7 +37,8 @@ def test_card_matches_file_and_documents_the_recipe():
     assert _pretrained.sha256_file(path) == card["sha256"]
     for key in ("data", "recipe", "command", "test_accuracy", "date"):
         assert card[key]
-    md = open(os.path.join(_pretrained.ASSETS, "lenet5_mnist.md"), encoding="utf-8").read()
+    with open(os.path.join(_pretrained.ASSETS, "lenet5_mnist.md"), encoding="utf-8") as f:
+        md = f.read()
     assert card["sha256"] in md and card["command"] in md
 
 

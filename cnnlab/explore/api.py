@@ -7,10 +7,10 @@ server answers 400 with its message). Arrays are sent as ``{"shape": [...], "val
 
 - :func:`model_info`   GET  /api/model
 - :func:`forward`      POST /api/forward        (body: an image file)
-- :func:`unit`         POST /api/unit           (one unit's arithmetic: window, kernel, products, ...)
+- :func:`unit`         POST /api/unit           (one unit's arithmetic: window, kernel, ...)
 - :func:`attribution`  POST /api/attribution    (saliency or Grad-CAM, via cnnlab.viz)
 - :func:`filters`      GET  /api/filters        (a conv layer's weights)
-- :func:`conv_size`    GET  /api/conv-size      (the output-size formula, with the reason when invalid)
+- :func:`conv_size`    GET  /api/conv-size      (the output-size formula, or why invalid)
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def _pad_lo(layer):
     """Low-side padding per axis, from the layer's receptive-field offset
     (offset = d*(k-1)/2 - pad_lo, see cnnlab.viz.receptive_field)."""
     _, offset, size = receptive_field([(layer.name, layer)])
-    return tuple(int(round((s - 1) / 2.0 - o)) for s, o in zip(size, offset))
+    return tuple(round((s - 1) / 2.0 - o) for s, o in zip(size, offset))
 
 
 def _geometry(layer):
@@ -218,7 +218,8 @@ def _window(a, ci, cj, k, s, d, p):
     in the padding. -> (window (C, kh, kw), rows, cols, inside mask (kh, kw))."""
     rows = s[0] * ci - p[0] + d[0] * np.arange(k[0])
     cols = s[1] * cj - p[1] + d[1] * np.arange(k[1])
-    inside = ((rows >= 0) & (rows < a.shape[1]))[:, None] & ((cols >= 0) & (cols < a.shape[2]))[None]
+    inside = (((rows >= 0) & (rows < a.shape[1]))[:, None]
+              & ((cols >= 0) & (cols < a.shape[2]))[None])
     win = np.zeros((a.shape[0], k[0], k[1]), dtype=np.float64)
     rr, cc = np.clip(rows, 0, a.shape[1] - 1), np.clip(cols, 0, a.shape[2] - 1)
     win[:] = a[:, rr][:, :, cc]

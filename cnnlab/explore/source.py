@@ -54,11 +54,10 @@ def load_source(path=None):
 
     if path is None:
         from ..models import lenet5
-        from ..models._pretrained import PretrainedWeightsError  # same library, its own error
         try:
             model = lenet5(pretrained=True)
-        except PretrainedWeightsError as e:
-            raise ModelLoadError(str(e)) from None
+        except (ValueError, OSError) as e:   # altered/missing weights, corrupt checkpoint
+            raise ModelLoadError(f"the shipped LeNet-5 cannot be loaded: {e}") from None
         name, source = "LeNet-5 (MNIST, shipped)", "cnnlab.models.lenet5(pretrained=True)"
     else:
         path = os.fspath(path)
