@@ -370,3 +370,53 @@ def test_cli_serves_and_stops_cleanly_on_ctrl_c():
             p.kill()
     assert p.returncode == 0, err
     assert "stopped" in out and "Traceback" not in err
+
+
+def test_unit_arithmetic_with_stride_padding_dilation_and_avgpool(tmp_path):
+    """An RGB net with a strided, padded, dilated conv and a padded average pool: every
+    unit's window, value and receptive field equal PyTorch's."""
+    from cnnlab.layers import AvgPool2D
+    model = cl.Sequential([Conv2D(4, 3, stride=2, padding=2, dilation=2), ReLU(),
+                           AvgPool2D(3, stride=2, padding=1), Flatten(), Dense(10)],
+                          input_shape=(3, 13, 11), seed=3)
+    model.save(tmp_path / "g.npz")
+    em = load_source(str(tmp_path / "g.npz"))
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (13, 11, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "PNG")
+    from cnnlab.explore import api
+    x = api.decode_image(buf.getvalue(), (3, 13, 11))
+    np.testing.assert_array_equal(x, img.transpose(2, 0, 1) / np.float32(255))
+    conv = model.layers[0]
+    w = torch.tensor(conv.params["w"], dtype=torch.float64)
+    b = torch.tensor(conv.params["b"], dtype=torch.float64)
+    t_in = torch.tensor(x[None], dtype=torch.float64)
+    t_conv = TF.conv2d(t_in, w, b, stride=2, padding=2, dilation=2)
+    t_pool = TF.avg_pool2d(torch.relu(t_conv), 3, stride=2, padding=1, count_include_pad=True)
+    cols = TF.unfold(t_in, 3, dilation=2, padding=2, stride=2)      # (1, 27, L)
+
+    def field(upto, row, col):
+        t = torch.ones((1, 1, 13, 11), dtype=torch.float64, requires_grad=True)
+        a = TF.conv2d(t, torch.ones((1, 1, 3, 3), dtype=torch.float64), stride=2, padding=2,
+                      dilation=2)
+        if upto == 2:
+            a = TF.avg_pool2d(a, 3, stride=2, padding=1)
+        a[0, 0, row, col].backward()
+        rows, cols_ = np.nonzero(t.grad[0, 0].numpy())
+        return [int(rows.min()), int(cols_.min()), int(rows.max()), int(cols_.max())]
+
+    ho, wo = t_conv.shape[2:]
+    for ch, r, c in [(0, 0, 0), (3, ho - 1, wo - 1), (1, 2, 3)]:
+        res = api.unit(em, x, "conv2d", ch, r, c)
+        assert res["value"] == pytest.approx(float(t_conv[0, ch, r, c]), abs=1e-5)
+        np.testing.assert_allclose(arr(res["window"]).ravel(), cols[0, :, r * wo + c].numpy(),
+                                   atol=1e-7)
+        assert res["field"] == field(0, r, c)
+    hp, wp = t_pool.shape[2:]
+    for ch, r, c in [(0, 0, 0), (2, hp - 1, wp - 1), (3, 1, 1)]:
+        res = api.unit(em, x, "avg_pool2d", ch, r, c)
+        assert res["op"] == "mean"
+        assert res["value"] == pytest.approx(float(t_pool[0, ch, r, c]), abs=1e-5)
+        assert res["output"] == pytest.approx(float(t_pool[0, ch, r, c]), abs=1e-5)
+        assert res["field"] == field(2, r, c)

@@ -200,6 +200,7 @@ function decodeFloat32(d) {
 }
 
 async function update(t0) {
+  if (!state.model) return;                // the page is still loading
   if (state.inFlight) {   // one request at a time; the newest drawing goes next
     state.pending = typeof t0 === "number" ? t0 : (state.pending || true);
     return;
