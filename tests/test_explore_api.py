@@ -97,6 +97,7 @@ def test_model_endpoint_describes_the_layers(server, em):
         assert r["output_shape"] == list(shape)
         assert r["params"] == layer.count_params()
     assert sum(r["params"] for r in info["layers"]) == 61_706
+    assert info["max_upload"] == 64 * 1024
 
 
 def test_forward_equals_predict_and_feature_maps(server, em, digits):

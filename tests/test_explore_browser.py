@@ -16,6 +16,7 @@ import threading
 
 import numpy as np
 import pytest
+from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
@@ -23,6 +24,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 import cnnlab.functional as F
+from cnnlab.data import load_mnist
 from cnnlab.explore import load_source, make_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -166,6 +168,18 @@ def test_draw_predict_every_layer_no_console_errors(server, driver, tmp_path):
     print(f"stroke end -> redrawn layers (ms): {[round(t, 1) for t in timings]}; last one: "
           f"{driver.execute_script('return window.explorerBreakdown')}")
     assert all(t < 5000 for t in timings)    # sanity only: CI machines are shared
+
+    # upload: an MNIST test digit as a 28x28 PNG is classified as model.predict says
+    x, y = load_mnist(None, "test", dtype=np.uint8, limit=1)
+    digit = tmp_path / "digit.png"
+    Image.fromarray(x[0, 0]).save(digit)
+    want = str(int(server.em.model.predict(x[:1].astype(np.float32) / 255).argmax()))
+    assert want == str(y[0])
+    driver.find_element(By.ID, "clear").click()
+    driver.find_element(By.ID, "upload").send_keys(str(digit))
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return window.explorerTimings.length")
+                                    > len(timings))
+    assert driver.find_element(By.ID, "prediction").text == want
 
     # no console errors (a missing favicon would be one), nor warnings
     logs = driver.get_log("browser")

@@ -74,7 +74,7 @@ class ExplorerServer(ThreadingHTTPServer):
         self.max_upload = int(max_upload)
         self.verbose = verbose
         self.lock = threading.Lock()
-        self.info = api.model_info(em)
+        self.info = dict(api.model_info(em), max_upload=self.max_upload)
         try:
             super().__init__((host, port), ExplorerHandler)
         except OSError as e:
@@ -208,10 +208,14 @@ class ExplorerHandler(BaseHTTPRequestHandler):
                 with self.server.lock:
                     result = POST_ROUTES[path](em, x, query)
                 self._json(HTTPStatus.OK, result)
+            # below, a POST body is left unread: close the connection so it is never parsed
+            # as the next request
             elif path in STATIC_FILES or path in GET_ROUTES or path in POST_ROUTES:
-                self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}")
+                self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}",
+                            close=method == "POST")
             else:
-                self._error(HTTPStatus.NOT_FOUND, f"no such page or endpoint: {path}")
+                self._error(HTTPStatus.NOT_FOUND, f"no such page or endpoint: {path}",
+                            close=method == "POST")
         except api.BadRequest as e:
             self._error(HTTPStatus.BAD_REQUEST, str(e))
         except (ConnectionError, TimeoutError):

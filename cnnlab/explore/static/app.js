@@ -604,6 +604,11 @@ async function start() {
   $("upload").addEventListener("change", async (e) => {
     const f = e.target.files[0];
     if (!f) return;
+    if (f.size > state.model.max_upload) {   // the server would answer 413
+      setStatus(`${f.name} is ${f.size.toLocaleString()} bytes; this server accepts at most ` +
+        `${state.model.max_upload.toLocaleString()} (cnnlab explore --max-upload)`, true);
+      return;
+    }
     state.blob = f;
     state.invert = $("invert").checked;
     await runForward(performance.now());
