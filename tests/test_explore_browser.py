@@ -177,8 +177,8 @@ def test_draw_predict_every_layer_no_console_errors(server, driver, tmp_path):
     assert want == str(y[0])
     driver.find_element(By.ID, "clear").click()
     driver.find_element(By.ID, "upload").send_keys(str(digit))
-    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return window.explorerTimings.length")
-                                    > len(timings))
+    WebDriverWait(driver, 30).until(
+        lambda d: d.execute_script("return window.explorerTimings.length") > len(timings))
     assert driver.find_element(By.ID, "prediction").text == want
 
     # no console errors (a missing favicon would be one), nor warnings
