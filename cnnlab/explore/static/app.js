@@ -213,6 +213,7 @@ async function update(t0) {
   const tPre = performance.now();
   state.blob = toPgmBlob(pixels, h, w);
   state.invert = false;
+  state.uploaded = false;
   state.prep = { wait: typeof t0 === "number" ? tStart - t0 : 0, preprocess: tPre - tStart,
     encode: performance.now() - tPre };
   await runForward(t0);
@@ -611,10 +612,11 @@ async function start() {
     }
     state.blob = f;
     state.invert = $("invert").checked;
+    state.uploaded = true;
     await runForward(performance.now());
   });
   $("invert").addEventListener("change", async () => {
-    if (state.blob && $("upload").files[0] === state.blob) {
+    if (state.blob && state.uploaded) {        // invert applies to uploads, not drawings
       state.invert = $("invert").checked;
       await runForward(null);
     }
