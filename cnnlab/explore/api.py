@@ -293,8 +293,12 @@ def unit(em, x, layer_name, channel, row, col):
                     "geometry": {"kernel": list(k), "stride": list(s), "dilation": list(d),
                                  "padding": list(p)}})
     else:
-        res.update({"input": float(a_in[channel, row, col]) if a_in.shape == out.shape
-                    else None, "value": float(out[channel, row, col])})
+        # elementwise layers (activations, batch norm, dropout) map one number to one
+        # number; for a block (Residual, Concat) the input cell alone does not explain it
+        elementwise = kind == "activation" or type(layer).__name__ in ("BatchNorm", "Dropout")
+        res.update({"input": float(a_in[channel, row, col])
+                    if elementwise and a_in.shape == out.shape else None,
+                    "value": float(out[channel, row, col])})
     return res
 
 

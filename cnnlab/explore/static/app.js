@@ -463,8 +463,9 @@ async function showUnit(p) {
     body.appendChild(el("div", { class: "eq", text: `${res.op} of the window = ${fmt(res.value)}` }));
     body.appendChild(el("div", { class: "eq", text: `the model's output: ${fmt(res.output)}` }));
   } else {
-    body.appendChild(el("div", { class: "eq", text:
-      `${res.class}(${fmt(res.input)}) = ${fmt(res.value)}` }));
+    body.appendChild(el("div", { class: "eq", text: res.input === null
+      ? `${res.class} output = ${fmt(res.value)} (a block of several layers: its arithmetic is not shown)`
+      : `${res.class}(${fmt(res.input)}) = ${fmt(res.value)}` }));
   }
   if (res.field) {
     const [r0, c0, r1, c1] = res.field;
