@@ -196,13 +196,44 @@ def test_unit_arithmetic_equals_torch(server, em, digits, name, channel, row, co
         assert arr(res["window"]).max() == pytest.approx(res["value"])
 
 
+@pytest.mark.parametrize("name,unit", [("dense", 0), ("dense", 119), ("dense_1", 40),
+                                       ("dense_2", 7)])
+def test_dense_unit_equals_torch_linear(server, em, digits, name, unit):
+    x, _ = digits
+    img = torch.tensor(x[2].astype(np.float64)[None] / 255.0)
+    res = post_json(server, f"/api/unit?layer={name}&channel={unit}", png(x[2, 0]))
+    links = chain(em.model)
+    i = [q for q, _ in links].index(name)
+    t = img
+    for op in torch_prefix(em, 5):                      # conv .. max_pool2d_1
+        t = op(t)
+    t = t.reshape(1, -1)
+    for q, layer in links[7:i + 1]:                     # dense, relu, dense, ...
+        if isinstance(layer, Dense):
+            t_in = t
+            t = TF.linear(t, torch.tensor(layer.params["w"].T, dtype=torch.float64),
+                          torch.tensor(layer.params["b"], dtype=torch.float64))
+        else:
+            t = torch.relu(t)
+    layer = links[i][1]
+    np.testing.assert_allclose(arr(res["inputs"]), t_in[0].numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(arr(res["weights"]),
+                                  layer.params["w"][:, unit].astype(np.float64))
+    np.testing.assert_allclose(arr(res["products"]), arr(res["inputs"]) * arr(res["weights"]))
+    assert res["value"] == pytest.approx(float(t[0, unit]), rel=1e-5, abs=1e-5)
+    assert res["output"] == pytest.approx(float(t[0, unit]), rel=1e-5, abs=1e-5)
+    prods = np.abs(arr(res["products"]))
+    assert prods[res["top"]].min() >= np.sort(prods)[-len(res["top"])]
+
+
 def test_unit_bad_requests(server, digits):
     x, _ = digits
     body = png(x[0, 0])
     for q, words in [("layer=nope&channel=0&row=0&col=0", "no layer named"),
                      ("layer=conv2d&channel=6&row=0&col=0", "outside"),
                      ("layer=conv2d&channel=0&row=x&col=0", "integer"),
-                     ("layer=dense&channel=0&row=0&col=0", "feature maps only"),
+                     ("layer=flatten&channel=0&row=0&col=0", "Dense outputs only"),
+                     ("layer=dense&channel=120", "outside"),
                      ("channel=0&row=0&col=0", "missing")]:
         status, ctype, data = request(server, "POST", "/api/unit?" + q, body)
         assert status == 400 and ctype.startswith("application/json"), (q, data)

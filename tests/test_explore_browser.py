@@ -124,12 +124,24 @@ def test_draw_predict_every_layer_no_console_errors(server, driver, tmp_path):
     cx = (seen.sum(axis=0) * (np.arange(28) + 0.5)).sum() / mass
     assert abs(cy - 14) <= 0.75 and abs(cx - 14) <= 0.75, (cy, cx)
 
+    # click the bar of the predicted class in the score layer: its weighted sum
+    pred = int(driver.find_element(By.ID, "prediction").text)
+    bars = driver.find_element(By.CSS_SELECTOR, "#layer-11 canvas.bars")
+    bw = int(bars.get_attribute("data-bar-width"))
+    scale = bars.size["width"] / int(bars.get_attribute("width"))
+    xoff = (1 + (pred + 0.5) * bw) * scale - bars.size["width"] / 2
+    ActionChains(driver).move_to_element_with_offset(bars, round(xoff), 0).click().perform()
+    WebDriverWait(driver, 30).until(
+        lambda d: f"dense_2 (Dense) unit {pred}" in d.find_element(By.ID, "unit-body").text)
+    assert "sum of all 84 products" in driver.find_element(By.ID, "unit-body").text
+
     # click a unit of conv2d_1: the arithmetic panel shows the model's own value
     tile = driver.find_elements(By.CSS_SELECTOR, "#layer-3 .tiles canvas")[5]
     cell = tile.size["width"] / 10.0     # a quarter cell past the centre: inside (5, 5)
     ActionChains(driver).move_to_element_with_offset(tile, round(cell / 4), round(cell / 4)) \
         .click().perform()
-    WebDriverWait(driver, 30).until(lambda d: "bias" in d.find_element(By.ID, "unit-body").text)
+    WebDriverWait(driver, 30).until(
+        lambda d: "conv2d_1 (Conv2D)" in d.find_element(By.ID, "unit-body").text)
     text = driver.find_element(By.ID, "unit-body").text
     assert "conv2d_1 (Conv2D) channel 5, row 5, col 5" in text
     assert "receptive field on the input: rows" in text

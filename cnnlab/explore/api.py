@@ -243,6 +243,7 @@ def _field(em, index, ci, cj):
 def unit(em, x, layer_name, channel, row, col):
     """POST /api/unit?layer=&channel=&row=&col= -> the arithmetic of one unit.
 
+    Dense (``channel`` = the unit, row = col = 0): see :func:`_dense_unit`.
     conv: ``window`` (C, kh, kw) of the layer's input, ``kernel`` (C, kh, kw), ``products``
     (their elementwise product), ``sum``, ``bias``, ``value`` = sum + bias, and ``output``
     (the model's own number, for comparison). pool: ``window`` (kh, kw) of the channel,
@@ -252,14 +253,16 @@ def unit(em, x, layer_name, channel, row, col):
     outs = layer_outputs(em, x)
     name, layer, out = outs[i]
     a_in = x.astype(np.float64) if i == 0 else outs[i - 1][2].astype(np.float64)
+    kind = layer_kind(layer)
+    if out.ndim == 1 and kind == "dense":
+        return _dense_unit(name, layer, a_in, out, channel, None if i == 0 else outs[i - 1][0])
     if out.ndim != 3:
         raise BadRequest(f"layer {name!r} outputs shape {tuple(out.shape)}: units can be "
-                         f"inspected on (C, H, W) feature maps only")
+                         f"inspected on (C, H, W) feature maps and Dense outputs only")
     c, h, w = out.shape
     if not (0 <= channel < c and 0 <= row < h and 0 <= col < w):
         raise BadRequest(f"unit (channel {channel}, row {row}, col {col}) is outside layer "
                          f"{name!r} of shape {c}x{h}x{w}")
-    kind = layer_kind(layer)
     res = {"layer": name, "class": type(layer).__name__, "kind": kind, "channel": channel,
            "row": row, "col": col, "output": float(out[channel, row, col]),
            "field": _field(em, i, row, col), "input_layer": None if i == 0 else outs[i - 1][0]}
@@ -300,6 +303,28 @@ def unit(em, x, layer_name, channel, row, col):
                     if elementwise and a_in.shape == out.shape else None,
                     "value": float(out[channel, row, col])})
     return res
+
+
+def _dense_unit(name, layer, a_in, out, j, input_layer, top=8):
+    """A Dense unit j: ``inputs`` (D_in,), ``weights`` (column j), ``products``, ``sum``,
+    ``bias``, ``value`` = sum + bias, ``output`` (the model's), and ``top``: the indices of
+    the ``top`` largest |products| (what the panel lists)."""
+    if a_in.ndim != 1:
+        raise BadRequest(f"Dense layer {name!r} reads a {a_in.ndim}-D input; only flat inputs "
+                         f"are shown")
+    if not 0 <= j < out.shape[0]:
+        raise BadRequest(f"unit {j} is outside layer {name!r} of {out.shape[0]} units")
+    wcol = layer.params["w"][:, j].astype(np.float64)
+    prod = a_in * wcol
+    total = float(prod.sum())
+    bias = float(layer.params["b"][j]) if "b" in layer.params else 0.0
+    order = np.argsort(-np.abs(prod), kind="stable")[:top]
+    return {"layer": name, "class": type(layer).__name__, "kind": "dense", "channel": int(j),
+            "row": 0, "col": 0, "output": float(out[j]), "field": None,
+            "input_layer": input_layer, "inputs": as_json_array(a_in),
+            "weights": as_json_array(wcol), "products": as_json_array(prod), "sum": total,
+            "bias": bias, "value": total + bias, "top": [int(k) for k in order],
+            "activation": layer.activation}
 
 
 # ----------------------------------------------------------------------------- explanations

@@ -254,7 +254,8 @@ def _post_unit(em, x, query):
     if "layer" not in query:
         raise api.BadRequest("missing query parameter 'layer'")
     return api.unit(em, x, query["layer"], api.query_int(query, "channel", 0),
-                    api.query_int(query, "row", 0), api.query_int(query, "col", 0))
+                    api.query_int(query, "row", 0, default=0),
+                    api.query_int(query, "col", 0, default=0))
 
 
 def _post_attribution(em, x, query):

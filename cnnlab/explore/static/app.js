@@ -353,7 +353,16 @@ function renderLayer(i, layer) {
     tiles.querySelectorAll("canvas").forEach((cv, k) => paintMap(cv, layer.output.values, k * h * w, h, w, scale));
   } else {
     let cv = body.querySelector("canvas.bars");
-    if (!cv) { body.textContent = ""; cv = el("canvas", { class: "bars" }); body.appendChild(cv); }
+    if (!cv) {
+      body.textContent = "";
+      cv = el("canvas", { class: "bars" });
+      if (info.kind === "dense") {            // click a bar: that unit's weighted sum
+        cv.classList.add("clickable");
+        cv.title = `${info.name}: click a bar for its arithmetic`;
+        cv.addEventListener("click", (e) => pickDense(e, i));
+      }
+      body.appendChild(cv);
+    }
     drawBars(cv, layer.output.values, i === state.model.layers.length - 1 ? state.model.classes : null);
   }
   panel.classList.add("rendered");
@@ -362,6 +371,8 @@ function renderLayer(i, layer) {
 function drawBars(cv, values, labels) {
   const n = values.length;
   const bw = Math.max(1, Math.min(24, Math.floor(560 / n)));
+  cv.dataset.barWidth = String(bw);
+  cv.dataset.count = String(n);
   cv.width = n * bw + 2; cv.height = labels ? 86 : 70;
   const ctx = cv.getContext("2d");
   ctx.clearRect(0, 0, cv.width, cv.height);
@@ -412,6 +423,28 @@ function grid(caption, arr, rows, cols, inside, mark) {
   return t;
 }
 
+function pickDense(e, i) {
+  const cv = e.currentTarget;
+  const r = cv.getBoundingClientRect();
+  const x = (e.clientX - r.left - cv.clientLeft) * cv.width / cv.clientWidth;
+  const n = parseInt(cv.dataset.count, 10), bw = parseInt(cv.dataset.barWidth, 10);
+  const j = Math.max(0, Math.min(n - 1, Math.floor((x - 1) / bw)));
+  document.querySelectorAll(".tiles canvas.picked").forEach((c) => c.classList.remove("picked"));
+  state.picked = { layer: state.model.layers[i].name, channel: j, row: 0, col: 0 };
+  showUnit(state.picked).catch((err) => setStatus(err.message, true));
+}
+
+function denseTable(res) {
+  const t = el("table", { class: "grid" }, [el("caption", { text:
+    `the ${res.top.length} largest of ${res.inputs.shape[0]} products` })]);
+  t.appendChild(el("tr", {}, ["input #", "input", "weight", "product"].map((h) => el("td", { text: h }))));
+  for (const k of res.top) {
+    t.appendChild(el("tr", {}, [String(k), fmt(res.inputs.values[k]), fmt(res.weights.values[k]),
+      fmt(res.products.values[k])].map((v) => el("td", { text: v }))));
+  }
+  return t;
+}
+
 async function showUnit(p) {
   if (!state.blob) return;
   const res = await api(`/api/unit?${query({ ...p, invert: state.invert ? 1 : "" })}`,
@@ -419,9 +452,19 @@ async function showUnit(p) {
   const body = $("unit-body");
   body.textContent = "";
   body.className = "";
-  const where = `${res.layer} (${res.class}) channel ${res.channel}, row ${res.row}, col ${res.col}`;
+  const where = res.kind === "dense" ? `${res.layer} (${res.class}) unit ${res.channel}`
+    : `${res.layer} (${res.class}) channel ${res.channel}, row ${res.row}, col ${res.col}`;
   body.appendChild(el("div", { class: "eq", text: where }));
-  if (res.kind === "conv") {
+  if (res.kind === "dense") {
+    const D = res.inputs.shape[0];
+    body.appendChild(el("div", { class: "hint", text:
+      `the ${D} outputs of ${res.input_layer || "the input"} times column ${res.channel} of the weights` }));
+    body.appendChild(denseTable(res));
+    body.appendChild(el("div", { class: "eq", text: `sum of all ${D} products = ${fmt(res.sum)}` }));
+    body.appendChild(el("div", { class: "eq", text: `+ bias ${fmt(res.bias)} = ${fmt(res.value)}` }));
+    body.appendChild(el("div", { class: "eq", text: `the model's output: ${fmt(res.output)}` +
+      (res.activation ? ` (after its fused ${res.activation})` : "") }));
+  } else if (res.kind === "conv") {
     const [C, kh, kw] = res.window.shape;
     const g = res.geometry;
     body.appendChild(el("div", { class: "hint", text:
