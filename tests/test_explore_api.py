@@ -452,3 +452,22 @@ def test_unit_arithmetic_with_stride_padding_dilation_and_avgpool(tmp_path):
         assert res["value"] == pytest.approx(float(t_pool[0, ch, r, c]), abs=1e-5)
         assert res["output"] == pytest.approx(float(t_pool[0, ch, r, c]), abs=1e-5)
         assert res["field"] == field(2, r, c)
+
+
+def test_an_onnx_model_is_explored_after_conversion(tmp_path):
+    """An .onnx file (here the shipped LeNet-5 exported by cnnlab.interop) loads at start
+    and predicts what onnxruntime predicts for the same digits."""
+    import onnxruntime as ort
+
+    from cnnlab.interop import to_onnx
+    from cnnlab.models import lenet5
+
+    net = lenet5(pretrained=True)
+    path = tmp_path / "lenet.onnx"
+    to_onnx(net, path)
+    em = load_source(str(path))
+    assert em.name == "lenet.onnx" and em.classes == [str(i) for i in range(10)]
+    x = load_mnist(split="test", limit=8)[0]
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    scores = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(em.model.forward(x, training=False), scores, rtol=1e-4, atol=1e-5)

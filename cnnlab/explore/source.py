@@ -1,5 +1,5 @@
-"""Where the explorer's model comes from: a cnnlab ``.npz`` file, or none (the shipped
-MNIST LeNet-5). Another format (``.onnx``) is one more branch in :func:`load_source`."""
+"""Where the explorer's model comes from: a cnnlab ``.npz`` file, an ``.onnx`` file
+(converted by :func:`cnnlab.interop.from_onnx`), or none (the shipped MNIST LeNet-5)."""
 from __future__ import annotations
 
 import os
@@ -44,7 +44,7 @@ def _check_explorable(model, where):
 
 
 def load_source(path=None):
-    """``path``: a cnnlab ``.npz`` (``Model.save``), or None for the shipped LeNet-5
+    """``path``: a cnnlab ``.npz`` (``Model.save``), an ``.onnx`` file, or None for the shipped LeNet-5
     (``cnnlab.models.lenet5(pretrained=True)``). -> :class:`ExplorerModel`.
 
     Raises :class:`ModelLoadError` with the reason (missing file, corrupt checkpoint,
@@ -66,13 +66,13 @@ def load_source(path=None):
         if os.path.isdir(path):
             raise ModelLoadError(f"model file {path} is a directory, expected a .npz file")
         ext = os.path.splitext(path)[1].lower()
-        if ext == ".onnx":
-            # the interop module plugs in here: load, convert to a cnnlab model, go on
-            raise ModelLoadError(f"{path}: .onnx models are not supported yet (this cnnlab "
-                                 f"has no ONNX importer); save the model as a cnnlab .npz")
         try:
-            model = load_model(path)
-        except (CheckpointError, OSError) as e:
+            if ext == ".onnx":
+                from ..interop import from_onnx   # converted to a cnnlab model once, at start
+                model = from_onnx(path)
+            else:
+                model = load_model(path)
+        except (CheckpointError, OSError, ValueError, ImportError) as e:
             raise ModelLoadError(f"cannot load model file {path}: {e}") from None
         name, source = os.path.basename(path), path
     shape, num_classes = _check_explorable(model, source)
