@@ -1,6 +1,6 @@
 """cnnlab viz WHAT ...: the pictures of cnnlab.viz, written as PNG/GIF files.
 
-    cnnlab viz all --out DIR                       # everything (trains a quick MNIST LeNet)
+    cnnlab viz all --out DIR                       # everything (the shipped MNIST LeNet-5)
     cnnlab viz cat --out DIR                       # the cat through random conv/ReLU/pool layers
     cnnlab viz filters-classic                     # edges, Sobel, Scharr, Laplacian, blur; 1-D filters
     cnnlab viz feature-maps MODEL IMAGE [--layer NAME]
@@ -18,8 +18,9 @@
     cnnlab viz fc-to-conv [--model MODEL]
     cnnlab viz why-conv [--input 3,32,32 --filters 6 --kernel 5]
 
-MODEL is a model file (``cnnlab train`` / ``model.save``) or ``lenet-mnist``: LeNet-5
-trained on the spot for a few seconds on the bundled MNIST subset. IMAGE is an image
+MODEL is a model file (``cnnlab train`` / ``model.save``, or an ``.onnx`` file) or
+``lenet-mnist``: the LeNet-5 shipped with cnnlab, trained on 24,000 MNIST digits
+(``cnnlab.models.lenet5(pretrained=True)``; nothing is trained on the spot). IMAGE is an image
 file, a bundled photo ('chelsea', 'camera') or ``mnist:K`` (the K-th bundled MNIST test
 digit). Files go to --out (default ./cnnlab_viz); each written path is printed.
 """
@@ -36,13 +37,10 @@ QUICK_MODEL = "lenet-mnist"
 
 
 def _model(spec):
-    from ..viz.mnist_net import trained_lenet
+    from ..viz.mnist_net import pretrained_lenet
 
     if spec == QUICK_MODEL:
-        print("training LeNet-5 on the bundled MNIST subset (a few seconds)...")
-        model = trained_lenet()
-        print(f"  test accuracy {model.viz_test_accuracy:.1%}")
-        return model
+        return pretrained_lenet()
     return load_model_file(spec)
 
 
@@ -226,10 +224,10 @@ def register(sub):
         q = inner.add_parser(name, help=helptext, description=helptext)
         if model == "positional":
             q.add_argument("model", metavar="MODEL",
-                           help=f"model file, or '{QUICK_MODEL}' to train LeNet-5 now")
+                           help=f"model file, or '{QUICK_MODEL}' (the shipped LeNet-5)")
         elif model == "option":
             q.add_argument("--model", default=QUICK_MODEL, metavar="MODEL",
-                           help=f"model file (default '{QUICK_MODEL}': LeNet-5 trained now)")
+                           help=f"model file (default '{QUICK_MODEL}': the shipped LeNet-5)")
         if image == "positional":
             q.add_argument("image", metavar="IMAGE",
                            help="image file, 'chelsea', 'camera' or mnist:K")
@@ -243,7 +241,7 @@ def register(sub):
 
     q = add("all", "write every picture", _run_all)
     q.add_argument("--model", default=None, metavar="MODEL",
-                   help="a trained net on 28x28 digits (default: train LeNet-5 now)")
+                   help="a trained net on 28x28 digits (default: the shipped LeNet-5)")
 
     q = add("cat", "the course's cat through random conv (3x3, 10x10, 15x15), ReLU, max "
                    "pooling and LeNet's conv/pool stages", _run_cat)

@@ -29,7 +29,7 @@ from .fully_conv import (conversion_table, sliding_window_scores, to_fully_convo
 from .fully_conv_figure import digits_canvas, fc_to_conv_demo, plot_fc_to_conv
 from .images import SAMPLE_IMAGES, sample_image, sample_image_path
 from .maximize import activation_maximization, maximize_units, plot_maximization
-from .mnist_net import mnist_examples, trained_lenet
+from .mnist_net import mnist_examples, pretrained_lenet, trained_lenet
 from .attribution import class_scores, gradcam, plot_attribution, saliency
 from .explainers import (explain, gradcam_batch, gradcam_plus_plus, guided_backprop,
                       integrated_gradients, layercam, saliency_batch, scorecam, smoothgrad)

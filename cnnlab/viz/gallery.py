@@ -15,7 +15,7 @@ from ._geometry import receptive_field
 from ._graph import chain, last_conv_index, layer_names, resolve_layer
 from ._plot import output_path
 from .images import read_image
-from .mnist_net import mnist_examples, trained_lenet
+from .mnist_net import mnist_examples, pretrained_lenet
 
 
 def _safe(name):
@@ -47,8 +47,8 @@ def model_input(model, image, invert=False):
 
 
 def default_model():
-    """The quick MNIST LeNet (see :mod:`cnnlab.viz.mnist_net`)."""
-    return trained_lenet()
+    """The shipped pretrained MNIST LeNet-5 (see :mod:`cnnlab.viz.mnist_net`)."""
+    return pretrained_lenet()
 
 
 # ---------------------------------------------------------------------- one writer per idea
@@ -263,9 +263,9 @@ def write_all(out_dir, model=None, log=print):
     add(write_conv_gif(out_dir, example="edge"))
     add(write_pool_gif(out_dir))
     if model is None:
-        say("training LeNet-5 on the bundled MNIST subset (a few seconds)...")
         model = default_model()
-        say(f"  test accuracy {model.viz_test_accuracy:.1%}")
+        say(f"model: {model.viz_description}, {model.viz_test_accuracy:.1%} on the bundled "
+            f"test digits")
     names = layer_names(model)
     add(write_feature_maps(out_dir, model, "mnist:3"))
     add(write_filters(out_dir, model))

@@ -1,4 +1,5 @@
-"""A trained net for the viz tools when the user gives none: LeNet-5
+"""A trained net for the viz tools when the user gives none: :func:`pretrained_lenet`,
+the LeNet-5 shipped in the package (the default), or :func:`trained_lenet`, LeNet-5
 (``cnnlab.models.lenet5``: conv 6@5x5 pad 2 - ReLU - pool 2 - conv 16@5x5 - ReLU - pool 2 -
 dense 120 - 84 - 10) trained for a few seconds on the MNIST subset bundled with cnnlab.
 
@@ -33,6 +34,25 @@ def trained_lenet(n_train=8000, epochs=2, seed=0):
     if not 1 <= int(n_train) <= 10000:
         raise ValueError(f"n_train must be in 1..10000 (the bundled subset), got {n_train}")
     return _train(int(n_train), int(epochs), int(seed))
+
+
+@functools.lru_cache(maxsize=1)
+def _pretrained():
+    from ..data import load_mnist
+    from ..models import lenet5
+
+    model = lenet5(pretrained=True)
+    xt, yt = load_mnist(split="test")
+    model.viz_test_accuracy = float(model.evaluate(xt, yt)["accuracy"])
+    model.viz_description = "the shipped LeNet-5 (trained on 24,000 MNIST digits)"
+    return model
+
+
+def pretrained_lenet():
+    """``cnnlab.models.lenet5(pretrained=True)`` (cached; nothing is trained): the default
+    net of the viz tools. ``model.viz_test_accuracy``: its accuracy on the 2,000 bundled
+    test images."""
+    return _pretrained()
 
 
 def mnist_examples(n=10, split="test", one_per_class=True):
