@@ -115,8 +115,14 @@ class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
     epochs. ``mode`` 'auto' maximizes metrics containing 'acc' and minimizes the rest.
     ``baseline``: stop as well unless the metric beats it within ``patience`` epochs.
-    ``restore_best_weights``: at the end of training, put back the weights of the best
-    epoch. ``stopped_epoch`` (0-based) and ``best_epoch`` tell what happened."""
+    ``restore_best_weights``: at the end of training, put back the weights (and batch
+    norm statistics) of the best epoch, if a later epoch was worse.
+
+    What happened is kept in attributes: ``stopped_epoch`` (0-based, None if training
+    ran to the end), ``stop_reason`` (a sentence saying when and why, or None),
+    ``best``, ``best_epoch`` (0-based) and ``restored_epoch`` (the epoch whose weights
+    were put back, or None). ``verbose=1`` prints the same sentences when they happen.
+    """
 
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto",
                  baseline=None, restore_best_weights=False, verbose=0):
@@ -129,6 +135,7 @@ class EarlyStopping(Callback):
         self.baseline = None if baseline is None else float(baseline)
         self.restore_best_weights = bool(restore_best_weights)
         self.verbose = verbose
+        self.stopped_epoch = self.stop_reason = self.restored_epoch = None
 
     def _improved(self, current, reference):
         if self.mode == "min":
@@ -138,6 +145,8 @@ class EarlyStopping(Callback):
     def on_train_begin(self, logs=None):
         self.wait = 0
         self.stopped_epoch = None
+        self.stop_reason = None
+        self.restored_epoch = None
         self.best_epoch = None
         self.best_weights = None
         self.best = math.inf if self.mode == "min" else -math.inf
@@ -150,24 +159,37 @@ class EarlyStopping(Callback):
         if self._improved(current, self.best):
             self.best, self.best_epoch = current, epoch
             if self.restore_best_weights:
-                self.best_weights = {k: v.copy() for k, v in self.model.get_weights().items()}
+                self.best_weights = self.model.get_weights()  # copies
             if self.baseline is None or self._improved(current, self.baseline):
                 self.wait = 0
         if self.wait > 0 and self.wait >= self.patience:
             self.stopped_epoch = epoch
             self.model.stop_training = True
+            self.stop_reason = self._reason(epoch, current)
             if self.verbose:
-                best = ("none" if self.best_epoch is None
-                        else f"{self.best:.4g} at epoch {self.best_epoch + 1}")
-                print(f"EarlyStopping: {self.monitor} did not improve for {self.wait} "
-                      f"epoch(s); stopping after epoch {epoch + 1} (best {best})")
+                print(self.stop_reason)
+
+    def _reason(self, epoch, current):
+        better = "lower" if self.mode == "min" else "higher"
+        delta = f" by more than {self.min_delta:g}" if self.min_delta else ""
+        if self.best_epoch is None or (self.baseline is not None
+                                       and not self._improved(self.best, self.baseline)):
+            why = (f"{self.monitor} never got {better} than the baseline {self.baseline:g}"
+                   f"{delta} in {self.wait} epoch(s) (best {self.best:.4g})")
+        else:
+            why = (f"{self.monitor} did not get {better}{delta} for {self.wait} epoch(s) "
+                   f"(patience {self.patience}): best {self.best:.4g} at epoch "
+                   f"{self.best_epoch + 1}, now {current:.4g}")
+        return f"EarlyStopping: stopped after epoch {epoch + 1}: {why}"
 
     def on_train_end(self, logs=None):
         if (self.restore_best_weights and self.best_weights is not None
                 and self.best_epoch != self._last_epoch):
             self.model.set_weights(self.best_weights)
+            self.restored_epoch = self.best_epoch
             if self.verbose:
-                print(f"EarlyStopping: restored the weights of epoch {self.best_epoch + 1}")
+                print(f"EarlyStopping: restored the weights of epoch {self.best_epoch + 1} "
+                      f"({self.monitor} {self.best:.4g})")
 
 
 class ModelCheckpoint(Callback):
