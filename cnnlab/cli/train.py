@@ -72,6 +72,9 @@ def register(sub):
     p.add_argument("--seed", type=nonneg_int, default=0,
                    help="seed of the weights, the split, shuffling and augmentation (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars, one line per epoch")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="also draw the training curves (loss and accuracy per epoch, train "
+                        "and validation) into this .png file")
     p.set_defaults(func=run)
 
 
@@ -119,6 +122,9 @@ def run(args):
     batch_size = args.batch_size or recipe["batch_size"]
     lr = args.lr or recipe["lr"][args.optimizer]
     _check_out(args.out)
+    if args.plot is not None and (not args.plot.lower().endswith(".png")
+                                  or not os.path.isdir(os.path.dirname(os.path.abspath(args.plot)))):
+        raise CLIError(f"cannot write --plot {args.plot}: give a .png file in an existing folder")
 
     x, y, where = load_dataset(args.data, args.data_dir, "train", args.limit, args.seed)
     xt, yt, twhere = load_dataset(args.data, args.data_dir, "test", args.limit, args.seed)
@@ -171,5 +177,8 @@ def run(args):
           f"nothing is selected on the test set)", file=out)
     print(f"test accuracy {result['accuracy']:.2%} (loss {result['loss']:.4f}) on "
           f"{len(xt):,} test images ({twhere})", file=out, flush=True)
+    if args.plot is not None and len(history):
+        history.plot(args.plot)
+        print(f"training curves: {args.plot}", file=out, flush=True)
     return 0
 
