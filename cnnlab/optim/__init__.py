@@ -24,8 +24,8 @@ OPTIMIZER_NAMES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSProp}
 
 def resolve(optimizer):
     """An Optimizer as is, or a new one from its short name ('sgd', 'adam', 'adamw',
-    'rmsprop', any case) with the class defaults (PyTorch's: SGD lr 0.01, Adam and AdamW
-    1e-3, RMSProp 1e-2)."""
+    'rmsprop', any case) with the class defaults: SGD lr 0.01 (Keras's; PyTorch's is
+    1e-3), Adam and AdamW 1e-3 (AdamW weight decay 1e-2), RMSProp 1e-2 (PyTorch's)."""
     if isinstance(optimizer, Optimizer):
         return optimizer
     if isinstance(optimizer, str) and optimizer.lower() in OPTIMIZER_NAMES:

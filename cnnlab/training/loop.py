@@ -588,7 +588,7 @@ def _watch_loss_growth(run, epoch, loss):
         f"the training loss grew from {first:.3g} (first batch) to {loss:.3g} (epoch "
         f"{epoch + 1} mean): training is diverging. The learning rate is probably far too "
         f"high: optimizer.lr is {run.optimizer.lr:g}; try 10x to 1000x lower.",
-        RuntimeWarning, stacklevel=4)
+        RuntimeWarning, stacklevel=5)  # the caller of Model.fit
 
 
 def _bar_text(logs, lr):

@@ -21,9 +21,12 @@ def is_batch_stream(x):
     if isinstance(x, (np.ndarray, str, bytes)) or not hasattr(x, "__iter__"):
         return False
     if isinstance(x, (list, tuple)):
-        # a list of (xb, yb) pairs is a stream; a nested list of numbers is an array
-        return len(x) > 0 and isinstance(x[0], (tuple, list)) and len(x[0]) == 2 and \
-            isinstance(x[0][0], np.ndarray)
+        # a list of (xb, yb) pairs (or of x batches) is a stream; nested lists of
+        # numbers are an array
+        first = x[0] if len(x) else None
+        return isinstance(first, np.ndarray) or (
+            isinstance(first, (tuple, list)) and len(first) > 0
+            and isinstance(first[0], np.ndarray))
     return True
 
 
