@@ -31,8 +31,8 @@ def lenet5(num_classes=10, input_shape=(1, 28, 28), seed=None, build=True):
       (48,120) as the paper's 120 5x5 convolutions on a 5x5 input.
     - output: Dense(num_classes) scores with softmax cross-entropy instead of Euclidean
       RBF units with fixed 7x12 bitmap prototypes and the paper's distance-based (MSE /
-      MAP) criterion: softmax
-      is the standard classifier and needs no hand-made prototypes.
+      MAP) criterion: softmax is the standard classifier and needs no hand-made
+      prototypes.
     """
     input_shape = check_shape("lenet5", input_shape)
     num_classes = check_int("lenet5", num_classes, "num_classes", 2)
