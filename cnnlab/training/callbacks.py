@@ -6,13 +6,14 @@ Every hook receives a ``logs`` dict. ``fit`` calls, in order::
       on_epoch_begin(epoch, logs)                         epoch is 0-based
         on_batch_begin(batch, logs)  on_batch_end(batch, logs)   logs: 'batch', 'size',
                                                                  'loss', 'accuracy', 'lr'
-      on_epoch_end(epoch, logs)      logs: 'loss', 'accuracy', 'lr' (+ 'val_loss',
-                                     'val_accuracy' with validation data)
+                                                                 (+ fit's other metrics)
+      on_epoch_end(epoch, logs)      logs: 'loss', 'accuracy', other metrics, 'lr' (+
+                                     'val_loss', 'val_accuracy', ... with validation data)
     on_train_end(logs)
 
 A callback sees the model as ``self.model`` (its optimizer is ``self.model.optimizer``) and
 the fit settings as ``self.params`` ('epochs', 'initial_epoch', 'steps', 'samples',
-'batch_size'). Setting ``self.model.stop_training = True`` ends training after the current
+'batch_size'; 'steps' and 'samples' are None for an iterable x without len()). Setting ``self.model.stop_training = True`` ends training after the current
 batch.
 """
 from __future__ import annotations
@@ -286,7 +287,14 @@ class LearningRateScheduler(Callback):
 
     def on_batch_begin(self, batch, logs=None):
         if self.per_step:
-            self._set(self._epoch * self.params["steps"] + batch)
+            steps = self.params.get("steps")
+            if steps is None:
+                raise ValueError(
+                    "LearningRateScheduler with a per-step schedule needs the number of "
+                    "batches per epoch, but x is an iterable without len(); give it a "
+                    "__len__, or pass the schedule as the optimizer's lr (it then follows "
+                    "the optimizer's step count)")
+            self._set(self._epoch * steps + batch)
 
 
 class ReduceLROnPlateau(Callback):

@@ -11,9 +11,10 @@ import numpy as np
 class History:
     """Per-epoch metrics of one ``fit`` call, Keras style.
 
-    ``history.history`` maps 'loss', 'accuracy', 'lr' and, with validation data,
-    'val_loss', 'val_accuracy' to lists with one float per epoch run; ``history.epoch`` lists
-    the (0-based) epoch indices; ``history.params`` the fit settings.
+    ``history.history`` maps 'loss', 'accuracy', the other ``metrics`` of fit (e.g.
+    'top5_accuracy'), 'lr' and, with validation data, 'val_loss', 'val_accuracy', ... to
+    lists with one float per epoch run; ``history.epoch`` lists the (0-based) epoch
+    indices; ``history.params`` the fit settings. ``history.plot()`` draws them.
     """
 
     def __init__(self, params=None):
