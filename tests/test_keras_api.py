@@ -449,3 +449,31 @@ def test_every_zoo_model_documents_its_departures_from_the_paper():
         section = doc.split("Departures from the paper", 1)[1]
         items = [ln for ln in section.splitlines() if ln.lstrip().startswith("- ")]
         assert items, f"{name}: no departures listed"
+
+
+def test_a_scheduled_optimizer_survives_a_checkpoint_and_resumes_bitwise(data, tmp_path):
+    x, y = data
+    a = six_way()
+    opt = SGD(lr=StepLR(0.1, 1, gamma=0.5), momentum=0.9)
+    a.fit(x, y, epochs=2, optimizer=opt, verbose=0, seed=0)
+    a.save(tmp_path / "s.npz", optimizer=a.optimizer, epoch=2)
+    ck = cl.training.load_checkpoint(tmp_path / "s.npz")
+    assert repr(ck.optimizer.schedule) == repr(opt.schedule)
+    hb = ck.model.fit(x, y, epochs=4, initial_epoch=2, optimizer=ck.optimizer, verbose=0)
+    ha = a.fit(x, y, epochs=4, initial_epoch=2, verbose=0)
+    assert ha.history["lr"] == hb.history["lr"] == [0.025, 0.0125]  # 0.1 * 0.5**epoch
+    assert weights_equal(a, ck.model)
+
+
+def test_per_step_scheduler_callback_on_an_unsized_iterable_is_explained(data):
+    x, y = data
+
+    class Batches:  # re-iterable, but no len()
+        def __iter__(self):
+            return iter([(x[i:i + 40], y[i:i + 40]) for i in range(0, 240, 40)])
+
+    with pytest.raises(ValueError, match="iterable without len"):
+        six_way().fit(Batches(), epochs=2, verbose=0,
+                      callbacks=[LearningRateScheduler(OneCycle(0.1, 12))])
+    h = six_way().fit(Batches(), epochs=2, verbose=0, optimizer=SGD(lr=OneCycle(0.1, 12)))
+    assert h.params["steps"] is None and len(h) == 2

@@ -390,9 +390,9 @@ def _validation(model, validation_data, sample_shape, num_classes):
     BatchStream or None."""
     if validation_data is None:
         return None
-    if sources.is_batch_stream(validation_data) and not (
-            isinstance(validation_data, tuple) and len(validation_data) == 2
-            and isinstance(validation_data[0], np.ndarray)):
+    is_pair = (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2
+               and not isinstance(validation_data[0], (tuple, list)))
+    if not is_pair and sources.is_batch_stream(validation_data):
         data, _ = _data(model, validation_data, None, "validation_data", "validation_data")
         if data.sample_shape != tuple(sample_shape):
             raise ValueError(f"validation_data samples must have shape {tuple(sample_shape)} "
