@@ -459,8 +459,8 @@ def fit(model, x, y=None, epochs=1, batch_size=64, optimizer=None, loss="softmax
     cbs.on_train_begin({})
     logs = {}
     for epoch in range(initial_epoch, epochs):
+        optimizer.set_epoch(epoch)  # before the callbacks: a LearningRateScheduler wins
         cbs.on_epoch_begin(epoch, {})
-        optimizer.set_epoch(epoch)
         _reseed_layers(model, seed, epoch)
         logs = _run_epoch(run, epoch)
         cbs.on_epoch_end(epoch, logs)
