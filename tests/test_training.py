@@ -138,7 +138,7 @@ def test_bad_loss_name_is_clear(data):
     (dict(batch_size=0), ValueError, r"batch_size must be >= 1, got 0"),
     (dict(epochs=1.5), TypeError, r"epochs must be an integer"),
     (dict(verbose=3), ValueError, r"verbose must be 0"),
-    (dict(optimizer="adam"), TypeError, r"cnnlab.optim.Optimizer"),
+    (dict(optimizer="adamm"), TypeError, r"cnnlab.optim.Optimizer"),
     (dict(validation_data=np.zeros(3)), ValueError, r"tuple \(x_val, y_val\)"),
     (dict(validation_data=(np.zeros((4, 1, 4, 4), np.float32), np.zeros(3, np.int64))),
      ValueError, r"validation_data\[1\].*expected 4, got 3"),

@@ -76,6 +76,9 @@ def register(sub):
                    help="data-parallel over the processes of mpiexec (mpiexec -n 4 cnnlab "
                         "train --distributed): --batch-size is the global batch; rank 0 "
                         "prints and writes the checkpoint (needs 'cnnlab[mpi]')")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="also draw the training curves (loss and accuracy per epoch, train "
+                        "and validation) into this .png file")
     p.set_defaults(func=run)
 
 
@@ -123,6 +126,9 @@ def run(args):
     batch_size = args.batch_size or recipe["batch_size"]
     lr = args.lr or recipe["lr"][args.optimizer]
     _check_out(args.out)
+    if args.plot is not None and (not args.plot.lower().endswith(".png")
+                                  or not os.path.isdir(os.path.dirname(os.path.abspath(args.plot)))):
+        raise CLIError(f"cannot write --plot {args.plot}: give a .png file in an existing folder")
 
     x, y, where = load_dataset(args.data, args.data_dir, "train", args.limit, args.seed)
     xt, yt, twhere = load_dataset(args.data, args.data_dir, "test", args.limit, args.seed)
@@ -182,5 +188,12 @@ def run(args):
           f"nothing is selected on the test set)", file=out)
     print(f"test accuracy {result['accuracy']:.2%} (loss {result['loss']:.4f}) on "
           f"{len(xt):,} test images ({twhere})", file=out, flush=True)
+    if args.plot is not None and len(history) and (not args.distributed or _is_root()):
+        history.plot(args.plot)
+        print(f"training curves: {args.plot}", file=out, flush=True)
     return 0
 
+
+def _is_root():
+    from ..distributed import is_root
+    return is_root()

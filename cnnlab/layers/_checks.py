@@ -34,6 +34,18 @@ def int_tuple(owner, value, nsp, name, allow_zero=False):
     return _wrap(owner, _args.as_tuple, value, nsp, name, allow_zero)
 
 
+def stride_or_strides(owner, stride, strides, nsp):
+    """Merge ``stride`` with Keras's spelling ``strides`` -> tuple of ``nsp`` ints, or None
+    when neither is given. Both given and different is an error."""
+    if strides is None:
+        return None if stride is None else int_tuple(owner, stride, nsp, "stride")
+    theirs = int_tuple(owner, strides, nsp, "strides")
+    if stride is not None and int_tuple(owner, stride, nsp, "stride") != theirs:
+        raise ValueError(f"{owner}: got stride={stride!r} and strides={strides!r}; they are the "
+                         f"same argument (strides is Keras's name): give one of them")
+    return theirs
+
+
 def padding(owner, value, kernel, stride, dilation):
     """Check a padding spec; -> (normalized spec, per-axis (lo, hi) pairs).
 

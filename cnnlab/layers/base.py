@@ -11,9 +11,10 @@ input shape (no ``in_channels`` anywhere):
 
 ``forward(x, training=False, cache=None)``: ``training`` selects the train/test
 behaviour (dropout, batch norm); ``cache`` (None = same as ``training``) says whether to
-keep what ``backward`` needs. Inference keeps nothing (``layer._cache is None``), so its
-memory is the current activation; ``backward`` releases the cache it used, and raises a
-RuntimeError when there is none.
+keep what ``backward`` needs. Inference keeps nothing and leaves ``layer._cache`` as it
+was (so predicting in one thread never disturbs a training step in another), its memory
+is the current activation; ``backward`` uses the cache of the last forward that kept one,
+releases it, and raises a RuntimeError when there is none.
 """
 from __future__ import annotations
 
@@ -167,9 +168,13 @@ class Layer:
         ``backward`` needs (default: same as ``training``)."""
         x = self._prepare(x)
         keep = bool(training) if cache is None else bool(cache)
+        if not keep:
+            # inference leaves self._cache alone: a training step running in another
+            # thread (fit beside predict) still finds the cache of its own forward
+            return self._forward(x, bool(training), False)[0]
         self._cache = None  # release the previous one before allocating anew
         out, c = self._forward(x, bool(training), keep)
-        self._cache = (c, out.shape) if keep else None
+        self._cache = (c, out.shape)
         return out
 
     def __call__(self, x, training=False, cache=None):

@@ -117,13 +117,17 @@ class Container(Layer):
     # ------------------------------------------------------------------ summary
     def summary(self, input_shape=None, batch_size=32, optimizer_slots=2, expand_nested=False,
                 print_fn=print):
-        """Print the table and return a :class:`cnnlab.layers.summary.Summary` (a list of
-        row dicts with ``.totals``, ``.memory`` and ``.text``); see that module."""
+        """Print the table (Keras's ``model.summary()``: returns None, so a REPL or a
+        notebook shows the table once). With ``print_fn=None`` (silent) or another
+        ``print_fn``, return a :class:`cnnlab.layers.summary.Summary` instead: a list of
+        row dicts with ``.totals``, ``.memory`` and ``.text``, whose repr is the table
+        (see that module)."""
         from .summary import summarize
 
-        return summarize(self, input_shape=input_shape, batch_size=batch_size,
+        rows = summarize(self, input_shape=input_shape, batch_size=batch_size,
                          optimizer_slots=optimizer_slots, expand_nested=expand_nested,
                          print_fn=print_fn)
+        return None if print_fn is print else rows
 
     def child_input_shapes(self, input_shape):
         """[(child, its per-sample input shape)] for per-sample ``input_shape``."""

@@ -22,13 +22,15 @@ class _ConvND(Layer):
     shape_check = "channels"
     _layout = None
 
-    def __init__(self, filters, kernel_size, stride=1, padding=0, use_bias=True, dilation=1,
-                 activation=None, kernel_initializer="he", name=None):
+    def __init__(self, filters, kernel_size, stride=None, padding=0, use_bias=True, dilation=1,
+                 activation=None, kernel_initializer="he", name=None, strides=None):
         super().__init__(name)
         owner = type(self).__name__
         self.filters = _checks.positive_int(owner, filters, "filters")
         self.kernel_size = _checks.int_tuple(owner, kernel_size, self.nsp, "kernel_size")
-        self.stride = _checks.int_tuple(owner, stride, self.nsp, "stride")
+        # ``strides``: Keras's name for ``stride`` (default 1)
+        self.stride = (_checks.stride_or_strides(owner, stride, strides, self.nsp)
+                       or (1,) * self.nsp)
         self.dilation = _checks.int_tuple(owner, dilation, self.nsp, "dilation")
         self.padding, self._pads = _checks.padding(owner, padding, self.kernel_size, self.stride,
                                                    self.dilation)

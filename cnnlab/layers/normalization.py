@@ -39,6 +39,12 @@ class BatchNorm(Layer):
         self.state["running_var"] = np.ones(c, dtype=dtype)
 
     def _forward(self, x, training, keep):
+        if training and x.size == 0:
+            # batch statistics of no numbers are 0/0: they would put NaN into the
+            # running mean and variance for good
+            raise ValueError(f"{self._label()}: cannot normalize an empty batch in training "
+                             f"mode (x has shape {x.shape}): its mean and variance are "
+                             f"undefined and would turn the running statistics into NaN")
         bn_param = {"mode": "train" if training else "test", "momentum": self.momentum,
                     "eps": self.eps, "running_mean": self.state["running_mean"],
                     "running_var": self.state["running_var"]}

@@ -24,12 +24,12 @@ class _PoolND(Layer):
     shape_check = "rank"
     _fwd = _bwd = None
 
-    def __init__(self, pool_size, stride=None, padding=0, name=None):
+    def __init__(self, pool_size, stride=None, padding=0, name=None, strides=None):
         super().__init__(name)
         owner = type(self).__name__
         self.pool_size = _checks.int_tuple(owner, pool_size, self.nsp, "pool_size")
-        self.stride = (None if stride is None
-                       else _checks.int_tuple(owner, stride, self.nsp, "stride"))
+        # ``strides``: Keras's name for ``stride`` (default: pool_size)
+        self.stride = _checks.stride_or_strides(owner, stride, strides, self.nsp)
         stride_eff = self.pool_size if self.stride is None else self.stride
         self.padding, self._pads = _checks.padding(owner, padding, self.pool_size, stride_eff,
                                                    (1,) * self.nsp)

@@ -21,7 +21,7 @@ plus attributes
               'training':  {'activations', 'activation_grads', 'params', 'grads',
                             'optimizer', 'state', 'batch', 'total'},     # bytes
               'inference': {'activations', 'params', 'total'}}            # bytes
-    .text    the printed table.
+    .text    the printed table (also its str() and repr()).
 
 Memory model (bytes = scalars x itemsize). Training: every activation and its gradient
 (2 x batch x totals['activations']), the parameters, their gradients and
@@ -45,6 +45,9 @@ class Summary(list):
         self.totals, self.memory, self.text = totals, memory, text
 
     def __str__(self):
+        return self.text
+
+    def __repr__(self):  # a REPL echo shows the table, not a list of dicts
         return self.text
 
 

@@ -68,6 +68,28 @@ def googlenet(num_classes=1000, input_shape=(3, 224, 224), dropout=0.2, paper_5x
     followed by a batch norm with 2 parameters per channel (running statistics are state,
     not parameters, as in PyTorch). With ``paper_5x5=True`` the "5x5" branches really use
     5x5 kernels: 7,005,832 parameters (380,928 more: 16 * sum(ch5x5red * ch5x5) = 16 * 23,808).
+
+    Departures from the paper (Szegedy et al. 2014, Table 1 and Fig. 3), layer by layer --
+    torchvision's form, so that the counts match the model people compare against:
+
+    - every convolution (conv1, conv2, conv3 and all inside the modules): no bias, then
+      batch norm (eps 1e-3), then ReLU, instead of conv with bias and ReLU: batch norm
+      (published a year later) lets the net train from scratch without the auxiliary
+      classifiers.
+    - after conv1 and after conv3: the paper's local response normalization is omitted
+      (no LRN layer in cnnlab; torchvision omits it too).
+    - maxpool1..3: 3x3 stride 2 as in the paper, with ceil rounding (one extra -inf
+      row/column) to reproduce torchvision's sizes.
+    - maxpool4 (after 4e): 2x2 stride 2 instead of the paper's 3x3 stride 2 (torchvision);
+      both give 7x7 from 14x14.
+    - every Inception "5x5" branch: a 3x3 kernel, torchvision's quirk kept for its
+      pretrained weights; ``paper_5x5=True`` restores 5x5.
+    - avgpool: global average pooling instead of a 7x7 average pool (the same at 224x224,
+      and it accepts other sizes).
+    - dropout 0.2 before the classifier instead of the paper's 40 % (torchvision's value).
+    - the two auxiliary classifiers (after 4a and 4d, used only in training) are left out
+      (``aux_logits=False``): batch norm makes them unnecessary, and they would need a
+      model with several outputs.
     """
     who = "googlenet"
     input_shape = check_shape(who, input_shape)

@@ -21,6 +21,25 @@ def lenet5(num_classes=10, input_shape=(1, 28, 28), seed=None, build=True, pretr
     ``cnnlab/assets/pretrained/lenet5_mnist.md``), its SHA-256 checked on load. Input:
     28x28 grey digits, white on black, in [0, 1]. Needs the default ``num_classes`` and
     ``input_shape``; ``seed`` is ignored.
+
+    Departures from the paper (LeCun, Bottou, Bengio & Haffner 1998, Fig. 2), layer by layer:
+
+    - input: 28x28 with padding 2 in C1 instead of digits drawn into a 32x32 field: the
+      same geometry without resizing MNIST (the paper's background is -0.1, here 0).
+    - C1, C3, F6 activations: ReLU instead of the scaled tanh 1.7159 tanh(2a/3), because
+      ReLU trains faster from He initialization and is what the courses teach.
+    - S2, S4: 2x2 max pooling instead of a 2x2 average times a trainable coefficient plus
+      a trainable bias, followed by a sigmoid: max pooling works better and has no
+      parameters (the paper's S2/S4 have 12 and 32).
+    - C3: every one of the 16 maps sees all 6 maps of S2 (2,416 parameters) instead of the
+      paper's connection table (60 connections, 1,516 parameters), which existed to break
+      symmetry and save compute; dense is what frameworks build.
+    - C5: Dense(120) on the flattened 5x5x16 volume, the same function and parameters
+      (48,120) as the paper's 120 5x5 convolutions on a 5x5 input.
+    - output: Dense(num_classes) scores with softmax cross-entropy instead of Euclidean
+      RBF units with fixed 7x12 bitmap prototypes and the paper's distance-based (MSE /
+      MAP) criterion: softmax is the standard classifier and needs no hand-made
+      prototypes.
     """
     input_shape = check_shape("lenet5", input_shape)
     num_classes = check_int("lenet5", num_classes, "num_classes", 2)
@@ -47,6 +66,15 @@ def three_layer_convnet(input_shape=(3, 32, 32), num_filters=32, filter_size=7, 
 
     ``weight_scale``: std of the normal initial weights (cs231n's 1e-3), or None for He
     initialization. Defaults on 3x32x32: 4,736 + 819,300 + 1,010 = 825,046 parameters.
+
+    Departures from the paper (there is none: the reference is cs231n assignment 2's
+    ``cs231n/classifiers/cnn.py``):
+
+    - none in the layers: conv - relu - 2x2 max pool - affine - relu - affine, the
+      same shapes and parameter count; the softmax is applied by the loss, as in the
+      assignment's ``loss()``.
+    - ``weight_scale=None`` (He initialization) is an addition: the assignment's 1e-3
+      normal weights are kept as the default.
     """
     who = "three_layer_convnet"
     input_shape = check_shape(who, input_shape)

@@ -40,6 +40,26 @@ def vgg(config="D", num_classes=1000, input_shape=(3, 224, 224), batch_norm=Fals
     return finish(layers, input_shape, seed, who, build)
 
 
+VGG_DEPARTURES = """
+
+    Departures from the paper (Simonyan & Zisserman 2014, Table 1), layer by layer:
+
+    - conv layers: the paper's 3x3 stride-1 'same' convolutions and ReLU, unchanged;
+      ``batch_norm=True`` (a batch norm after each conv, torchvision's ``vgg*_bn``) is an
+      addition, not in the paper.
+    - pool layers: 2x2 stride-2 max pools, unchanged.
+    - torchvision's AdaptiveAvgPool2d((7, 7)) before fc6: left out (the identity at
+      224x224; another input size changes fc6's size instead).
+    - fc6 / fc7: dropout 0.5 after each, as in the paper. At test time the paper turns the
+      fc layers into convolutions for dense multi-scale evaluation; here they stay Dense
+      (``model.to_fully_convolutional()`` does that conversion on request).
+    - initialization: He normal weights and zero biases for every depth, instead of
+      N(0, 1e-2) for configuration A and copying A's layers into the deeper nets: He
+      initialization trains the deep configurations directly.
+    - configuration C (with 1x1 convs) and A-LRN are not provided.
+    """
+
+
 def vgg11(num_classes=1000, input_shape=(3, 224, 224), batch_norm=False, seed=None, build=True):
     """VGG-11 (configuration A): 132,863,336 parameters for 3x224x224, 1000 classes."""
     return vgg("A", num_classes, input_shape, batch_norm, seed=seed, build=build, name="vgg11")
@@ -59,3 +79,8 @@ def vgg16(num_classes=1000, input_shape=(3, 224, 224), batch_norm=False, seed=No
 def vgg19(num_classes=1000, input_shape=(3, 224, 224), batch_norm=False, seed=None, build=True):
     """VGG-19 (configuration E): 143,667,240 parameters for 3x224x224, 1000 classes."""
     return vgg("E", num_classes, input_shape, batch_norm, seed=seed, build=build, name="vgg19")
+
+
+for _f in (vgg11, vgg13, vgg16, vgg19):  # one text for the four depths
+    _f.__doc__ += VGG_DEPARTURES
+del _f

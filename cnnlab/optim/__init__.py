@@ -18,6 +18,20 @@ from .schedules import (
 from .sgd import SGD
 
 OPTIMIZERS = {cls.__name__: cls for cls in (SGD, RMSProp, Adam, AdamW)}
+#: Keras-style short names accepted by ``Model.fit(optimizer='adam')``.
+OPTIMIZER_NAMES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSProp}
+
+
+def resolve(optimizer):
+    """An Optimizer as is, or a new one from its short name ('sgd', 'adam', 'adamw',
+    'rmsprop', any case) with the class defaults: SGD lr 0.01 (Keras's; PyTorch's is
+    1e-3), Adam and AdamW 1e-3 (AdamW weight decay 1e-2), RMSProp 1e-2 (PyTorch's)."""
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, str) and optimizer.lower() in OPTIMIZER_NAMES:
+        return OPTIMIZER_NAMES[optimizer.lower()]()
+    raise TypeError(f"optimizer must be a cnnlab.optim.Optimizer (SGD(...), Adam(...), ...) or "
+                    f"one of the names {sorted(OPTIMIZER_NAMES)}, got {optimizer!r}")
 
 
 def get(name, **config):
@@ -33,4 +47,4 @@ def get(name, **config):
 
 __all__ = ["Optimizer", "SGD", "RMSProp", "Adam", "AdamW", "clip_grad_norm", "Schedule",
            "StepLR", "MultiStepLR", "ExponentialLR", "LinearWarmup", "CosineAnnealing",
-           "OneCycle", "ReduceLROnPlateau", "OPTIMIZERS", "get"]
+           "OneCycle", "ReduceLROnPlateau", "OPTIMIZERS", "OPTIMIZER_NAMES", "get", "resolve"]

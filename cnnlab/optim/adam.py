@@ -39,7 +39,7 @@ class Adam(Optimizer):
         self._slots = ("exp_avg", "exp_avg_sq")
 
     def get_config(self):
-        return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps,
+        return {"lr": self._lr_config(), "betas": list(self.betas), "eps": self.eps,
                 "weight_decay": self.weight_decay}
 
     def _update(self, p, g, slots, t):

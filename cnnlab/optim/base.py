@@ -46,18 +46,46 @@ def _flush_subnormals(a):
     np.multiply(a, ~(np.abs(a) < np.finfo(a.dtype).tiny), out=a)
 
 
+def _as_schedule(lr):
+    """A Schedule given as ``lr`` (or its ``get_config`` form, from a checkpoint) -> the
+    Schedule; a number -> None."""
+    from . import schedules  # schedules imports this module's checks
+
+    if isinstance(lr, schedules.Schedule):
+        return lr
+    if isinstance(lr, dict):
+        name, config = lr.get("schedule"), lr.get("config")
+        cls = schedules.SCHEDULES.get(name)
+        if cls is None or not isinstance(config, dict):
+            raise ValueError(f"lr given as a dict must be {{'schedule': one of "
+                             f"{sorted(schedules.SCHEDULES)}, 'config': {{...}}}}, got {lr!r}")
+        return cls(**config)
+    if callable(lr):
+        raise TypeError(f"lr must be a number or a cnnlab.optim schedule (StepLR, OneCycle, "
+                        f"...), got the callable {lr!r}; wrap a plain function in "
+                        f"cnnlab.training.LearningRateScheduler instead")
+    return None
+
+
 class Optimizer:
     """Base class. Subclasses set ``_slots`` (names of per-array state buffers), define
     ``get_config`` and ``_update(p, g, slots, t)`` which updates ``p`` in place.
 
     ``lr`` is a plain attribute; learning-rate schedules set it between steps.
     ``t`` counts completed steps (Adam's bias correction uses it).
+
+    ``lr`` may also be a :class:`cnnlab.optim.Schedule` (``Adam(lr=OneCycle(1e-2, 1000))``):
+    the optimizer then keeps it as ``schedule`` and sets ``lr`` itself. A per-step
+    schedule (``schedule.per_step``, e.g. OneCycle) gives step ``t`` (0-based) the rate
+    ``schedule(t)``; a per-epoch one is moved by :meth:`set_epoch`, which ``Model.fit``
+    calls at the start of every epoch (``schedule(epoch)``; until then ``schedule(0)``).
     """
 
     _slots: tuple = ()
 
     def __init__(self, lr):
-        self.lr = _check_hyper("lr", lr)
+        self.schedule = _as_schedule(lr)
+        self.lr = self.schedule(0) if self.schedule is not None else _check_hyper("lr", lr)
         self.t = 0
         self._state: list[dict[str, np.ndarray]] | None = None
 
@@ -70,6 +98,8 @@ class Optimizer:
         elif len(self._state) != len(params):
             raise ValueError(f"optimizer state holds {len(self._state)} parameter arrays but "
                              f"step() got {len(params)}; an optimizer serves one fixed list")
+        if self.schedule is not None and self.schedule.per_step:
+            self.lr = self.schedule(self.t)
         self.lr = _check_hyper("lr", self.lr)
         self.t += 1
         for p, g, slots in zip(params, grads, self._state):
@@ -82,14 +112,26 @@ class Optimizer:
                 for buf in slots.values():
                     _flush_subnormals(buf)
 
+    def set_epoch(self, epoch):
+        """Set ``lr`` for (0-based) ``epoch`` from a per-epoch schedule; does nothing
+        without a schedule or with a per-step one (that one follows the step count)."""
+        if self.schedule is not None and not self.schedule.per_step:
+            self.lr = self.schedule(epoch)
+
     def zero_state(self):
         """Forget all buffers and the step count (as if freshly constructed)."""
         self.t = 0
         self._state = None
 
     def get_config(self) -> dict:
-        """JSON-able constructor keyword arguments (``lr`` is the current value)."""
-        return {"lr": self.lr}
+        """JSON-able constructor keyword arguments (``lr`` is the current value, or the
+        schedule as ``{'schedule': class name, 'config': {...}}``)."""
+        return {"lr": self._lr_config()}
+
+    def _lr_config(self):
+        if self.schedule is None:
+            return self.lr
+        return {"schedule": type(self.schedule).__name__, "config": self.schedule.get_config()}
 
     def state_dict(self) -> dict:
         """Flat dict: 'lr', 't', 'n_params' as floats and 'state.<i>.<slot>' arrays."""

@@ -31,7 +31,7 @@ class RMSProp(Optimizer):
                        + (("momentum_buffer",) if self.momentum else ()))
 
     def get_config(self):
-        return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps, "momentum": self.momentum,
+        return {"lr": self._lr_config(), "alpha": self.alpha, "eps": self.eps, "momentum": self.momentum,
                 "weight_decay": self.weight_decay, "centered": self.centered}
 
     def _update(self, p, g, slots, t):

@@ -195,6 +195,10 @@ class OneCycle(Schedule):
         raise AssertionError("unreachable")  # pragma: no cover
 
 
+SCHEDULES = {cls.__name__: cls for cls in (StepLR, MultiStepLR, ExponentialLR, LinearWarmup,
+                                            CosineAnnealing, OneCycle)}
+
+
 class ReduceLROnPlateau:
     """Multiply the learning rate by ``factor`` once a metric has stopped improving for
     more than ``patience`` epochs (``torch.optim.lr_scheduler.ReduceLROnPlateau``)::

@@ -30,7 +30,7 @@ class SGD(Optimizer):
         self._slots = ("momentum_buffer",) if self.momentum else ()
 
     def get_config(self):
-        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
+        return {"lr": self._lr_config(), "momentum": self.momentum, "nesterov": self.nesterov,
                 "weight_decay": self.weight_decay}
 
     def _update(self, p, g, slots, t):

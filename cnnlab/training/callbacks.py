@@ -6,13 +6,14 @@ Every hook receives a ``logs`` dict. ``fit`` calls, in order::
       on_epoch_begin(epoch, logs)                         epoch is 0-based
         on_batch_begin(batch, logs)  on_batch_end(batch, logs)   logs: 'batch', 'size',
                                                                  'loss', 'accuracy', 'lr'
-      on_epoch_end(epoch, logs)      logs: 'loss', 'accuracy', 'lr' (+ 'val_loss',
-                                     'val_accuracy' with validation data)
+                                                                 (+ fit's other metrics)
+      on_epoch_end(epoch, logs)      logs: 'loss', 'accuracy', other metrics, 'lr' (+
+                                     'val_loss', 'val_accuracy', ... with validation data)
     on_train_end(logs)
 
 A callback sees the model as ``self.model`` (its optimizer is ``self.model.optimizer``) and
 the fit settings as ``self.params`` ('epochs', 'initial_epoch', 'steps', 'samples',
-'batch_size'). Setting ``self.model.stop_training = True`` ends training after the current
+'batch_size'; 'steps' and 'samples' are None for an iterable x without len()). Setting ``self.model.stop_training = True`` ends training after the current
 batch.
 """
 from __future__ import annotations
@@ -115,8 +116,14 @@ class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
     epochs. ``mode`` 'auto' maximizes metrics containing 'acc' and minimizes the rest.
     ``baseline``: stop as well unless the metric beats it within ``patience`` epochs.
-    ``restore_best_weights``: at the end of training, put back the weights of the best
-    epoch. ``stopped_epoch`` (0-based) and ``best_epoch`` tell what happened."""
+    ``restore_best_weights``: at the end of training, put back the weights (and batch
+    norm statistics) of the best epoch, if a later epoch was worse.
+
+    What happened is kept in attributes: ``stopped_epoch`` (0-based, None if training
+    ran to the end), ``stop_reason`` (a sentence saying when and why, or None),
+    ``best``, ``best_epoch`` (0-based) and ``restored_epoch`` (the epoch whose weights
+    were put back, or None). ``verbose=1`` prints the same sentences when they happen.
+    """
 
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto",
                  baseline=None, restore_best_weights=False, verbose=0):
@@ -129,6 +136,7 @@ class EarlyStopping(Callback):
         self.baseline = None if baseline is None else float(baseline)
         self.restore_best_weights = bool(restore_best_weights)
         self.verbose = verbose
+        self.stopped_epoch = self.stop_reason = self.restored_epoch = None
 
     def _improved(self, current, reference):
         if self.mode == "min":
@@ -138,6 +146,8 @@ class EarlyStopping(Callback):
     def on_train_begin(self, logs=None):
         self.wait = 0
         self.stopped_epoch = None
+        self.stop_reason = None
+        self.restored_epoch = None
         self.best_epoch = None
         self.best_weights = None
         self.best = math.inf if self.mode == "min" else -math.inf
@@ -150,24 +160,37 @@ class EarlyStopping(Callback):
         if self._improved(current, self.best):
             self.best, self.best_epoch = current, epoch
             if self.restore_best_weights:
-                self.best_weights = {k: v.copy() for k, v in self.model.get_weights().items()}
+                self.best_weights = self.model.get_weights()  # copies
             if self.baseline is None or self._improved(current, self.baseline):
                 self.wait = 0
         if self.wait > 0 and self.wait >= self.patience:
             self.stopped_epoch = epoch
             self.model.stop_training = True
+            self.stop_reason = self._reason(epoch, current)
             if self.verbose:
-                best = ("none" if self.best_epoch is None
-                        else f"{self.best:.4g} at epoch {self.best_epoch + 1}")
-                print(f"EarlyStopping: {self.monitor} did not improve for {self.wait} "
-                      f"epoch(s); stopping after epoch {epoch + 1} (best {best})")
+                print(self.stop_reason)
+
+    def _reason(self, epoch, current):
+        better = "lower" if self.mode == "min" else "higher"
+        delta = f" by more than {self.min_delta:g}" if self.min_delta else ""
+        if self.best_epoch is None or (self.baseline is not None
+                                       and not self._improved(self.best, self.baseline)):
+            why = (f"{self.monitor} never got {better} than the baseline {self.baseline:g}"
+                   f"{delta} in {self.wait} epoch(s) (best {self.best:.4g})")
+        else:
+            why = (f"{self.monitor} did not get {better}{delta} for {self.wait} epoch(s) "
+                   f"(patience {self.patience}): best {self.best:.4g} at epoch "
+                   f"{self.best_epoch + 1}, now {current:.4g}")
+        return f"EarlyStopping: stopped after epoch {epoch + 1}: {why}"
 
     def on_train_end(self, logs=None):
         if (self.restore_best_weights and self.best_weights is not None
                 and self.best_epoch != self._last_epoch):
             self.model.set_weights(self.best_weights)
+            self.restored_epoch = self.best_epoch
             if self.verbose:
-                print(f"EarlyStopping: restored the weights of epoch {self.best_epoch + 1}")
+                print(f"EarlyStopping: restored the weights of epoch {self.best_epoch + 1} "
+                      f"({self.monitor} {self.best:.4g})")
 
 
 class ModelCheckpoint(Callback):
@@ -266,7 +289,14 @@ class LearningRateScheduler(Callback):
 
     def on_batch_begin(self, batch, logs=None):
         if self.per_step:
-            self._set(self._epoch * self.params["steps"] + batch)
+            steps = self.params.get("steps")
+            if steps is None:
+                raise ValueError(
+                    "LearningRateScheduler with a per-step schedule needs the number of "
+                    "batches per epoch, but x is an iterable without len(); give it a "
+                    "__len__, or pass the schedule as the optimizer's lr (it then follows "
+                    "the optimizer's step count)")
+            self._set(self._epoch * steps + batch)
 
 
 class ReduceLROnPlateau(Callback):
