@@ -27,29 +27,37 @@ _ZERO_MIB = bytes(MiB)
 
 
 def _deflate_zeros(prefix: bytes, n_zeros: int, wbits: int = -15):
-    """(compressed, crc32, adler32) of ``prefix + bytes(n_zeros)``: raw deflate (wbits -15)
-    or zlib (wbits 15). Full flushes make every 1 MiB block of zeros compress identically."""
+    """(compressed, crc32) of ``prefix + bytes(n_zeros)``: raw deflate (wbits -15) or zlib
+    (wbits 15, with its true Adler-32). Full flushes make every 1 MiB block of zeros
+    compress identically, so only one is compressed.
+
+    Beyond 64 MiB the CRC-32 returned is the prefix's only (computing it over GiBs costs
+    seconds): a reader notices only after inflating everything, the cost being measured."""
     c = zlib.compressobj(9, zlib.DEFLATED, wbits)
     parts = [c.compress(prefix), c.flush(zlib.Z_FULL_FLUSH)]
-    crc, adler = zlib.crc32(prefix), zlib.adler32(prefix)
+    adler = zlib.adler32(prefix)
     full, rest = divmod(n_zeros, MiB)
     if full:
         parts += [c.compress(_ZERO_MIB), c.flush(zlib.Z_FULL_FLUSH)]
         block = c.compress(_ZERO_MIB) + c.flush(zlib.Z_FULL_FLUSH)
         parts.append(block * (full - 1))
-        for _ in range(full):
-            crc, adler = zlib.crc32(_ZERO_MIB, crc), zlib.adler32(_ZERO_MIB, adler)
+        if wbits > 0:
+            for _ in range(full):
+                adler = zlib.adler32(_ZERO_MIB, adler)
     parts += [c.compress(bytes(rest)), c.flush()]
-    crc, adler = zlib.crc32(bytes(rest), crc), zlib.adler32(bytes(rest), adler)
+    adler = zlib.adler32(bytes(rest), adler)
     data = b"".join(parts)
     if wbits > 0:  # the compressor saw only some of the blocks: write the true Adler-32
         data = data[:-4] + struct.pack(">I", adler)
-    return data, crc, adler
+    crc = zlib.crc32(prefix)
+    if n_zeros <= 64 * MiB:
+        crc = zlib.crc32(bytes(n_zeros), crc)
+    return data, crc
 
 
 def gzip_zeros(prefix: bytes, n_zeros: int) -> bytes:
     """A gzip file of ``prefix`` followed by ``n_zeros`` zero bytes."""
-    data, crc, _ = _deflate_zeros(prefix, n_zeros)
+    data, crc = _deflate_zeros(prefix, n_zeros)
     size = len(prefix) + n_zeros
     return (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + data
             + struct.pack("<II", crc, size & 0xFFFFFFFF))
@@ -122,7 +130,7 @@ def checkpoint_with_big_entry(path, n_bytes=3 * GiB):
     meta["weights"][0]["shape"] = [n]
     entries = _with_meta(entries, meta)
     header = npy_header((n,))
-    data, crc, _ = _deflate_zeros(header, n * 4)
+    data, crc = _deflate_zeros(header, n * 4)
     members = [stored(k + ".npy", v) for k, v in entries.items() if k != "weight.0"]
     members.insert(0, ("weight.0.npy", 8, data, crc, len(header) + n * 4))
     with open(path, "wb") as f:
@@ -214,7 +222,7 @@ def png_bytes(width, height, rows=None, bit_depth=1) -> bytes:
         return (struct.pack(">I", len(data)) + kind + data
                 + struct.pack(">I", zlib.crc32(kind + data)))
     row = 1 + (width * bit_depth + 7) // 8
-    data, _, adler = _deflate_zeros(b"", row * (height if rows is None else rows), wbits=15)
+    data, _ = _deflate_zeros(b"", row * (height if rows is None else rows), wbits=15)
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, 0, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data)
             + chunk(b"IEND", b""))
@@ -230,7 +238,7 @@ def small_png(value=128, size=(8, 8)) -> bytes:
 def folder_zip_with_bomb(path, n_zeros=3 * GiB // 2):
     """An image-folder zip: a/0.png is a member that inflates to n_zeros bytes."""
     head = small_png()
-    data, crc, _ = _deflate_zeros(head, n_zeros)
+    data, crc = _deflate_zeros(head, n_zeros)
     members = [("imgs/a/0.png", 8, data, crc, len(head) + n_zeros),
                stored("imgs/b/1.png", small_png(3))]
     with open(path, "wb") as f:

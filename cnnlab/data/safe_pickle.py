@@ -16,8 +16,9 @@ NumPy itself writes when it pickles a plain array, and refuses everything else w
 - ``numpy.dtype(spec, align, copy)`` for plain boolean/integer/float/bytes/str dtypes (no
   object dtype, no fields), followed only by NumPy's own BUILD state for that dtype (byte
   order '<', '>', '|' or '=');
-- ``_codecs.encode(str, 'latin1')``: how Python 3 writes ``bytes`` at protocol 2 (e.g. the
-  ``b'data'`` keys of a batch re-saved with ``pickle.dump``).
+- ``_codecs.encode(str, 'latin1')`` and ``bytes()``: how Python 3 writes ``bytes`` (and
+  ``b''``) at protocols 0-2 (e.g. the ``b'data'`` keys of a batch re-saved with
+  ``pickle.dump``).
 
 Persistent ids are refused as well. The loaded object is then walked once (shared objects
 are visited once, so the walk is linear in the pickle's size; cycles and nesting deeper than
@@ -208,7 +209,16 @@ def _safe_encode(obj, encoding="utf-8", errors="strict"):
     return codecs.encode(obj, "latin1")
 
 
+def _safe_bytes(*args):
+    if args:
+        _refuse(f"bytes() is allowed only without arguments (how protocols 0-2 write b''), "
+                f"got {len(args)} argument(s)")
+    return b""
+
+
 _ALLOWED = {
+    ("__builtin__", "bytes"): _Guarded(_safe_bytes),
+    ("builtins", "bytes"): _Guarded(_safe_bytes),
     ("numpy.core.multiarray", "_reconstruct"): _Guarded(_safe_reconstruct),
     ("numpy._core.multiarray", "_reconstruct"): _Guarded(_safe_reconstruct),
     ("numpy.core.numeric", "_frombuffer"): _Guarded(_safe_frombuffer),

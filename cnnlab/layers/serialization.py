@@ -92,9 +92,8 @@ def serialize(layer):
 
 def _how_to_register(cls):
     return (f"decorate the class with @cnnlab.layers.register (or call "
-            f"cnnlab.layers.register({cls.__name__})) where it is defined, and import that "
-            f"module before loading; or load with cnnlab.load_model(path, "
-            f"custom_objects={{'{cls.__name__}': {cls.__name__}}})")
+            f"cnnlab.layers.register({cls.__name__}) once) where it is defined; "
+            f"cnnlab.load_model then rebuilds it whenever that module has been imported")
 
 
 def check_serializable(layer):
@@ -114,12 +113,12 @@ def check_serializable(layer):
         label = f"layer {where + item.name!r} ({cls.__module__}.{cls.__qualname__})"
         known = _lookup(cls.__name__)
         if known is None:
-            raise ValueError(f"{label} is of a class that is not registered, so the saved "
-                             f"file could not be loaded: {_how_to_register(cls)}")
+            raise ValueError(f"cannot save: {label} is of a class that is not registered, "
+                             f"so the file could not be loaded back: {_how_to_register(cls)}")
         if known is not cls:
             raise ValueError(f"{label}: the name {cls.__name__!r} is registered for another "
                              f"class ({known.__module__}.{known.__qualname__}), so loading "
-                             f"would build that one instead; rename your class, then "
+                             f"would build that one instead: rename your class, and "
                              f"{_how_to_register(cls)}")
         if isinstance(item, Container):
             todo.extend((c, f"{where}{item.name}/") for c in item.layers)
