@@ -384,21 +384,19 @@ def _check_meta(path, meta):
                         f"{str(v)[:50]}")
 
 
-def _build_model(path, meta, model_cls, custom_objects=None):
+def _build_model(path, meta, model_cls):
     from ..layers import deserialize
-    from ..layers.serialization import custom_object_scope
 
     arch = meta["architecture"]
     shape = meta.get("input_shape")
     if shape is not None and not _is_shape(shape):
         _fail(path, f"corrupt metadata: bad input_shape {str(shape)[:100]}")
     try:
-        with custom_object_scope(custom_objects):
-            if arch.get("class") in ("Model", "Sequential", model_cls.__name__) \
-                    and isinstance(arch.get("config"), dict):
-                model = model_cls.from_config(arch["config"])
-            else:
-                model = model_cls([deserialize(arch)])
+        if arch.get("class") in ("Model", "Sequential", model_cls.__name__) \
+                and isinstance(arch.get("config"), dict):
+            model = model_cls.from_config(arch["config"])
+        else:
+            model = model_cls([deserialize(arch)])
         if not model.built:
             if shape is None:
                 _fail(path, "the architecture has no input shape, so the model cannot be "
@@ -482,14 +480,16 @@ def load_checkpoint(path, model_cls=None, custom_objects=None):
     rebuilt first and every entry's declared shape and dtype is compared with it before
     any data is read; sizes, duplicates, JSON and compression are bounded (see
     :mod:`cnnlab.training.safe_npz`). Any problem raises :class:`CheckpointError`."""
+    from ..layers import custom_object_scope
+
     if model_cls is None:
         from .model import Model as model_cls
     path = os.fspath(path)
-    with _open(path) as npz:
+    with custom_object_scope(custom_objects), _open(path) as npz:
         def load():
             meta = _read_meta(path, npz)
             _check_entries(path, npz, meta)
-            model = _build_model(path, meta, model_cls, custom_objects)
+            model = _build_model(path, meta, model_cls)
             plan = _weight_plan(path, model, meta)
             weights = {name: npz.read(key, _as_declared(path, f"weight {name!r}", shape, dtype))
                        for name, (key, shape, dtype) in plan.items()}
