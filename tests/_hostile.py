@@ -289,15 +289,20 @@ try:
 except BaseException as e:
     outcome = type(e).__name__ + ": " + str(e)[:300]
 seconds = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+try:  # this process's own peak (ru_maxrss would include the parent's size at fork)
+    with open("/proc/self/status") as f:
+        peak = [int(l.split()[1]) for l in f if l.startswith("VmHWM:")][0] / 1024
+except OSError:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({{"seconds": seconds, "peak_mb": peak, "outcome": outcome}}))
 """
 
 
 def measure(call: str, repo: str, timeout: float = 60.0, address_space_gb: float = 8.0):
-    """Run ``call`` (one statement; ``cl``, ``D``, ``np`` imported) in a fresh Python with
-    ``repo`` first on sys.path. -> {'seconds', 'peak_mb' (the process's peak RSS, imports
-    included), 'outcome'}; {'outcome': 'timeout'} when it ran past ``timeout``."""
+    """Run ``call`` (one line; ``cl``, ``D``, ``np`` imported) in a fresh Python with
+    ``repo`` first on sys.path. -> {'seconds', 'peak_mb' (the process's peak RSS, VmHWM of
+    /proc/self/status, imports included), 'outcome'}; {'outcome': 'timeout'} when it ran
+    past ``timeout``."""
     code = _CHILD.format(repo=os.path.abspath(repo), call=call)
     limit = int(address_space_gb * GiB)
 

@@ -107,6 +107,14 @@ def test_bomb_bounded_time_and_memory(tmp_path, name, build, expected):
     assert r["peak_mb"] < MAX_MB, f"{name}: peak RSS {r['peak_mb']:.0f} MB"
 
 
+def test_the_harness_sees_memory_and_errors():
+    """The measurement itself can fail a bomb: 400 MB allocated shows as a 400 MB peak."""
+    r = measure("a = np.ones(400 << 20, np.uint8); raise ValueError('boom')", REPO)
+    assert r["peak_mb"] > 400 and r["outcome"] == "ValueError: boom"
+    r = measure("import time; time.sleep(5)", REPO, timeout=2)
+    assert r["outcome"] == "timeout"
+
+
 # ----- checkpoints, in process -----------------------------------------------------------------
 def test_duplicate_entry_is_an_error(tmp_path):
     checkpoint_with_duplicate(tmp_path / "d.npz")
@@ -271,7 +279,7 @@ def test_image_errors_name_the_file(tmp_path):
         with pytest.raises(ValueError, match=r"nan\.tif: the float image holds 1 NaN/inf pixel"):
             D.load_image(nan, mode=mode)
     txt = _write(tmp_path / "notes.png", b"not an image")
-    with pytest.raises(ValueError, match=r"notes\.png"):
+    with pytest.raises(ValueError, match=r"notes\.png is not an image file Pillow can read"):
         D.load_image(txt)
     with pytest.raises(ValueError, match=r"<file object>|cannot read image"):
         D.load_image(io.BytesIO(b"garbage"))

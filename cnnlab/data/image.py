@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ._paths import atomic_open
 
@@ -84,6 +84,9 @@ def load_image(path, size: int | tuple[int, int] | None = None,
     name = str(path) if isinstance(path, Path) else str(getattr(path, "name", "<file object>"))
     try:
         return _load(path, size, mode, dtype)
+    except UnidentifiedImageError as e:
+        raise ValueError(f"load_image: {name} is not an image file Pillow can read "
+                         f"({e})") from e
     except DECODE_ERRORS as e:
         raise ValueError(f"load_image: cannot read image {name}: {e}") from e
 
