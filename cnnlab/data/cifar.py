@@ -10,6 +10,7 @@ import os
 import pickle
 import re
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +131,22 @@ def _load_batches_dir(d: Path, split: str, binary: bool):
     return _concat([reader(d / n) for n in names])
 
 
+#: A batch inside a tar archive larger than this is refused before it is read (the official
+#: ones are 30 MiB).
+MAX_BATCH_BYTES = 256 << 20
+
+
 def _load_tar(path: Path, split: str):
+    try:
+        return _load_tar_members(path, split)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: corrupt or unreadable tar archive ({type(e).__name__}: "
+                         f"{e})") from None
+
+
+def _load_tar_members(path: Path, split: str):
     with tarfile.open(path, "r:*") as tf:
         members = {m.name.lstrip("./"): m for m in tf.getmembers() if m.isfile()}
         for sub, binary in ((_PY_DIR, False), (_BIN_DIR, True)):
@@ -138,8 +154,12 @@ def _load_tar(path: Path, split: str):
             if all(f"{sub}/{n}" in members for n in names):
                 parts = []
                 for n in names:
-                    f = tf.extractfile(members[f"{sub}/{n}"])
+                    m = members[f"{sub}/{n}"]
                     label = f"{path}:{sub}/{n}"
+                    if m.size > MAX_BATCH_BYTES:
+                        raise ValueError(f"{label}: declares {m.size:,} bytes, more than a "
+                                         f"CIFAR batch can be ({MAX_BATCH_BYTES:,})")
+                    f = tf.extractfile(m)
                     if binary:
                         parts.append(_parse_binary(f.read(), label))
                     else:

@@ -15,19 +15,24 @@ import json
 import os
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from ._paths import atomic_open, cache_dir
-from .image import _WIDE_MODES, _normalize_size, _wide_to_unit
+from .image import _WIDE_MODES, DECODE_ERRORS, _normalize_size, _wide_to_unit, check_pixels
 
 __all__ = ["load_image_folder", "IMAGE_EXTENSIONS"]
 
 #: File extensions treated as images (case-insensitive).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 _CACHE_VERSION = 1
+#: An image file (or zip member) larger than this is refused before it is read.
+MAX_IMAGE_FILE_BYTES = 128 << 20
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
+               ValueError, NotImplementedError)
 
 
 _ZIP_NAMES: dict = {}
@@ -40,8 +45,12 @@ def _zip_names(path: Path) -> list[str]:
     memo_key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
     names = _ZIP_NAMES.get(memo_key)
     if names is None:
-        with zipfile.ZipFile(path) as zf:
-            names = [i.filename for i in zf.infolist() if not i.is_dir()]
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = [i.filename for i in zf.infolist() if not i.is_dir()]
+        except _ZIP_ERRORS as e:
+            raise ValueError(f"{path}: corrupt or unreadable zip archive ({type(e).__name__}: "
+                             f"{e})") from None
         _ZIP_NAMES.clear()  # keep only the latest archive's listing
         _ZIP_NAMES[memo_key] = names
     return names
@@ -126,6 +135,7 @@ def _select(names, subdir, classes, extensions):
 
 def _decode(data: bytes, name: str, mode: str, size):
     im = Image.open(io.BytesIO(data))
+    check_pixels(im)
     if im.format == "JPEG":  # let libjpeg convert colour / downscale by DCT
         im.draft(mode, (size[1], size[0]) if size else im.size)
     if im.mode in _WIDE_MODES:
@@ -138,17 +148,51 @@ def _decode(data: bytes, name: str, mode: str, size):
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
+def _too_big(where, declared):
+    return ValueError(f"load_image_folder: {where} is {declared:,} bytes, more than "
+                      f"MAX_IMAGE_FILE_BYTES ({MAX_IMAGE_FILE_BYTES:,}) for one image: refusing "
+                      f"it (a zip bomb?); raise cnnlab.data.folder.MAX_IMAGE_FILE_BYTES if it "
+                      f"is genuine")
+
+
+def _reader(path: Path, zf):
+    """name -> the file's bytes, its declared size checked before anything is read."""
+    def read(name):
+        where = f"{path}/{name}" if zf is None else f"{path}:{name}"
+        try:
+            if zf is None:
+                size = os.path.getsize(path / name)
+                if size > MAX_IMAGE_FILE_BYTES:
+                    raise _too_big(where, size)
+                return (path / name).read_bytes()
+            info = zf.getinfo(name)
+            if info.file_size > MAX_IMAGE_FILE_BYTES:
+                raise _too_big(where, info.file_size)
+            with zf.open(info) as f:  # zipfile stops at the declared size
+                return f.read()
+        except _ZIP_ERRORS as e:
+            if isinstance(e, ValueError) and str(e).startswith("load_image_folder:"):
+                raise
+            raise ValueError(f"load_image_folder: cannot read {where} ({type(e).__name__}: "
+                             f"{e})") from e
+    return read
+
+
 def _decode_all(path: Path, is_zip: bool, items, mode: str, size):
     n = len(items)
-    zf = zipfile.ZipFile(path) if is_zip else None
     try:
-        def read(name):
-            return zf.read(name) if zf else (path / name).read_bytes()
+        zf = zipfile.ZipFile(path) if is_zip else None
+    except _ZIP_ERRORS as e:
+        raise ValueError(f"load_image_folder: {path}: corrupt or unreadable zip archive "
+                         f"({type(e).__name__}: {e})") from None
+    try:
+        read = _reader(path, zf)
         out = None
         for k, (name, _) in enumerate(items):
+            data = read(name)
             try:
-                a = _decode(read(name), name, mode, size)
-            except (OSError, ValueError, SyntaxError) as e:  # PIL raises these on bad files
+                a = _decode(data, name, mode, size)
+            except DECODE_ERRORS as e:  # what Pillow raises on bad files, bombs included
                 raise ValueError(f"load_image_folder: cannot decode {path}/{name}: {e}") from e
             if out is None:
                 out = np.empty((n,) + a.shape, np.uint8)

@@ -5,13 +5,27 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ._paths import atomic_open
 
 __all__ = ["load_image", "save_image"]
 
 _WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+#: What Pillow raises on bad image files (truncated, corrupt, unknown format, bombs).
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
+def check_pixels(im: Image.Image) -> None:
+    """Refuse an image with more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (89,478,485 by
+    default; Pillow itself only warns up to twice that) before it is decoded: a small
+    compressed file can declare gigapixels (a decompression bomb)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    w, h = im.size
+    if limit and w * h > limit:
+        raise ValueError(f"{w}x{h} = {w * h:,} pixels, more than PIL.Image.MAX_IMAGE_PIXELS "
+                         f"({limit:,}): refusing a possible decompression bomb (raise "
+                         f"PIL.Image.MAX_IMAGE_PIXELS if the image is genuine)")
 
 
 def _normalize_size(size, who: str):
@@ -32,6 +46,10 @@ def _normalize_size(size, who: str):
 def _wide_to_unit(im: Image.Image) -> np.ndarray:
     """16/32-bit integer or float grayscale image -> float32 (H, W) in [0, 1]."""
     a = np.asarray(im)
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        raise ValueError(f"the float image holds {bad} NaN/inf pixel(s) of {a.size}; expected "
+                         f"finite values")
     if im.mode == "F":
         return np.clip(a, 0.0, 1.0).astype(np.float32)
     hi = 65535.0 if im.mode.startswith("I;16") or (a.size and a.max() <= 65535) else float(a.max())
@@ -51,13 +69,31 @@ def load_image(path, size: int | tuple[int, int] | None = None,
             file's own channels (grayscale -> 1, grayscale+alpha -> 2, RGB -> 3, RGBA -> 4;
             palette images become RGB/RGBA; 16-bit grayscale keeps its precision).
         dtype: float dtype of the result (default float32).
+
+    Raises ``ValueError`` naming the file for anything Pillow cannot read (truncated or
+    corrupt files, unknown formats), for images larger than ``PIL.Image.MAX_IMAGE_PIXELS``
+    (decompression bombs) and for float images holding NaN or inf.
     """
     if mode not in ("RGB", "L", "RGBA", None):
         raise ValueError(f"load_image: mode must be 'RGB', 'L', 'RGBA' or None, got {mode!r}")
     size = _normalize_size(size, "load_image")
     if not hasattr(path, "read"):
         path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"load_image: no image file at {str(path)!r}")
+    name = str(path) if isinstance(path, Path) else str(getattr(path, "name", "<file object>"))
+    try:
+        return _load(path, size, mode, dtype)
+    except UnidentifiedImageError as e:
+        raise ValueError(f"load_image: {name} is not an image file Pillow can read "
+                         f"({e})") from e
+    except DECODE_ERRORS as e:
+        raise ValueError(f"load_image: cannot read image {name}: {e}") from e
+
+
+def _load(path, size, mode, dtype):
     with Image.open(path) as im:
+        check_pixels(im)
         im = ImageOps.exif_transpose(im)
         if im.mode in _WIDE_MODES and mode in ("L", None):
             a = _wide_to_unit(im)

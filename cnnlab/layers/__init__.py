@@ -22,6 +22,7 @@ from .pooling import (
     MaxPool1D, MaxPool2D, MaxPool3D,
 )
 from .serialization import deserialize, register, registered, serialize
+from .serialization import check_serializable, custom_object_scope
 from .summary import Summary, summarize
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "AvgPool1D", "AvgPool2D", "AvgPool3D", "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D",
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Flatten", "Dense", "BatchNorm", "Dropout",
     "serialize", "deserialize", "register", "registered", "Summary", "summarize",
+    "custom_object_scope", "check_serializable",
 ]

@@ -135,7 +135,11 @@ class Model(_Sequential):
     def save(self, path, optimizer=None, epoch=None):
         """Write architecture and weights (and, if given, the optimizer's class,
         hyperparameters and state, and ``epoch`` = epochs completed) to one ``.npz`` file,
-        atomically. The training seed is saved too. See :mod:`cnnlab.training.checkpoint`."""
+        atomically. The training seed is saved too. See :mod:`cnnlab.training.checkpoint`.
+
+        Refused with a ValueError, leaving any existing file untouched, when a weight or
+        optimizer array holds NaN/inf or a layer's class is not registered
+        (:func:`cnnlab.layers.register`; the message says how)."""
         _ckpt.save_model(self, path, optimizer=optimizer, epoch=epoch)
 
     def to_fully_convolutional(self):
@@ -147,9 +151,9 @@ class Model(_Sequential):
         return to_fully_convolutional(self)
 
     @classmethod
-    def load(cls, path):
-        """Same as ``cnnlab.load_model(path)``."""
-        return _ckpt.load_checkpoint(path, model_cls=cls).model
+    def load(cls, path, custom_objects=None):
+        """Same as ``cnnlab.load_model(path, custom_objects)``."""
+        return _ckpt.load_checkpoint(path, model_cls=cls, custom_objects=custom_objects).model
 
 
 Sequential = Model
