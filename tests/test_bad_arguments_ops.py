@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import torch_autograd
 
 import cnnlab.functional as F
 from cnnlab import layers as L
-from conftest import torch_autograd
 
 X = np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)
 W = np.random.default_rng(1).standard_normal((4, 3, 3, 3)).astype(np.float32)

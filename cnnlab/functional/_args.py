@@ -226,7 +226,7 @@ def check_dout(dout, shape, dtype=None):
     if not isinstance(dout, np.ndarray):
         try:
             dout = np.asarray(dout)
-        except Exception as exc:  # noqa: BLE001 - ragged lists and the like
+        except Exception as exc:  # ragged lists and the like
             raise TypeError(f"dout must be an array, got {type(dout).__name__}") from exc
     if dout.dtype.kind not in "fiub":
         raise TypeError(f"dout must hold numbers, got dtype {dout.dtype}")

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._args import as_float_array, check_cache, check_dout, real_number
-from ._kernels import in_order, channel_affine, channel_dot, channel_sums, memory_order
+from ._kernels import channel_affine, channel_dot, channel_sums, in_order, memory_order
 
 
 class BatchNormCache(NamedTuple):
