@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 import cnnlab as cl
+import cnnlab.models as zoo
 from cnnlab.cli import _train_data
 from cnnlab.cli.common import load_dataset
 from cnnlab.cli.main import main
@@ -115,8 +116,21 @@ def test_resume_errors_name_the_option(tmp_path, capsys):
     assert "settings file" in user_error(capsys, "train", "--resume", path, "--epochs", "3")
 
     bare = tmp_path / "bare.npz"
-    cl.models.lenet5(seed=0).save(bare)
+    zoo.lenet5(seed=0).save(bare)
     assert "no optimizer state" in user_error(capsys, "train", "--resume", bare)
+
+    # saved from Python with an optimizer and epoch: resumes with that optimizer
+    from_python = tmp_path / "py.npz"
+    model, opt = zoo.lenet5(seed=0), cl.optim.Adam(1e-3)
+    x, y = cl.data.load_mnist(limit=64)
+    model.fit(x, y, epochs=1, optimizer=opt, verbose=0, seed=3)
+    model.save(from_python, optimizer=opt, epoch=1)
+    code, out, err = run(capsys, "train", "--resume", from_python, "--epochs", "2", "--limit",
+                         "100", "--quiet")
+    assert code == 0, err
+    assert "adam lr" in out and "seed 3" in out and load_checkpoint(from_python).epoch == 2
+    assert "--optimizer adam" in user_error(capsys, "train", "--resume", from_python, "--epochs",
+                                            "3", "--optimizer", "sgd")
     assert "not found" in user_error(capsys, "train", "--resume", tmp_path / "none.npz")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import zipfile
 
-from .common import (DATASETS, NUM_CLASSES, CLIError, load_dataset, random_subset, to_unit_float)
+from .common import DATASETS, NUM_CLASSES, CLIError, load_dataset, random_subset, to_unit_float
 
 
 def is_folder(data):

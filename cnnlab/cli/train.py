@@ -191,6 +191,11 @@ def _load_resume(path, given):
         from .. import models
 
         name = getattr(ckpt.model, "name", None)
+        kind = type(ckpt.optimizer).__name__.lower()  # the optimizer is the checkpoint's
+        if given["optimizer"] not in (None, kind):
+            raise CLIError(f"--resume {path} continues with its own optimizer ({kind}), but "
+                           f"--optimizer {given['optimizer']} was given; leave it out")
+        given = dict(given, optimizer=kind if kind in OPTIMIZERS else None)
         settings = _resolve(given, model_default=name if name in models.available() else None,
                             seed_default=getattr(ckpt.model, "train_seed", None) or 0)
         note = (f"no {_resume.settings_path(path)}: the data and settings are those given on "
