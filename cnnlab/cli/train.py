@@ -143,7 +143,7 @@ def _resolve(given, data_default="mnist", model_default=None, seed_default=0):
     name = s["model"] or model_default or ("lenet5" if s["data"] == "mnist" else "cifar_resnet")
     if name.lower().replace("-", "_") not in models.available():
         raise CLIError(f"unknown model {name!r}; available: {', '.join(models.available())}")
-    s["model"] = name
+    s["model"] = name = name.lower().replace("-", "_")
     channels = models.default_input_shape(name)[0]
     recipe = DEFAULTS[_recipe_key(s["data"], channels)]
     s["optimizer"] = s["optimizer"] or "sgd"
@@ -165,12 +165,13 @@ def _check_split(n, val_split, limit, what):
     n_val = int(round(n * val_split))
     if 1 <= n_val < n:
         return
-    need = next(m for m in range(2, 10 ** 7) if 1 <= int(round(m * val_split)) < m)
+    need = next((m for m in range(2, 10 ** 6) if 1 <= int(round(m * val_split)) < m), None)
     source = f"--limit {limit}" if limit is not None and limit <= n else f"the {n:,} images of {what}"
     left = "no validation image" if n_val < 1 else "no training image"
-    raise CLIError(f"{source} with --val-split {val_split:g} leaves {left} (round({n} x "
-                   f"{val_split:g}) = {n_val} held out): use --limit {need} or more, or "
-                   f"--val-split 0")
+    fix = (f"use --limit {need} or more, or --val-split 0" if need is not None
+           else "use a smaller --val-split")
+    raise CLIError(f"{source} with --val-split {val_split:.10g} leaves {left} (round({n} x "
+                   f"{val_split:.10g}) = {n_val} held out): {fix}")
 
 
 def _load_resume(path, given):
