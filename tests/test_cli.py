@@ -27,12 +27,14 @@ def run(capsys, *argv):
 def assert_user_error(capsys, *argv, match=None):
     code, out, err = run(capsys, *argv)
     assert code == 2, (code, out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
+    # one message: 'cnnlab: error: ' then, when it is long, lines indented by two spaces
+    lines = err.rstrip("\n").splitlines()
+    assert all(line.startswith("  ") for line in lines[1:]), err
     assert lines[0].startswith("cnnlab: error: ") and "Traceback" not in err
+    text = " ".join(line.strip() for line in lines)
     if match is not None:
-        assert match in lines[0], lines[0]
-    return lines[0]
+        assert match in text, text
+    return text
 
 
 # ----------------------------------------------------------------------------- help, discovery

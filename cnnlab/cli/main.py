@@ -9,9 +9,9 @@ mistakes into one-line errors.
 
 Subcommands register themselves: every module of ``cnnlab.cli`` with a
 ``register(subparsers)`` function is loaded (sorted by its ``ORDER``, then name), so a new
-``cnnlab/cli/viz.py`` needs no change here. Exit status: 0 success, 2 user error (one
-line on stderr, no traceback), 1 unexpected internal error (``--debug`` shows the
-traceback), 130 interrupted.
+``cnnlab/cli/viz.py`` needs no change here. Exit status: 0 success, 2 user error
+(``cnnlab: error: ...`` on stderr, wrapped to the terminal, no traceback), 1 unexpected
+internal error (the same prefix; ``--debug`` shows the traceback), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ import importlib
 import os
 import pkgutil
 import sys
+import zipfile
 
-from .common import CLIError
+from .common import CLIError, message
 
 #: Modules of this package that are not subcommands.
 _NOT_COMMANDS = {"main", "common", "__main__"}
@@ -31,7 +32,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises CLIError (one line) instead of printing usage and exiting."""
 
     def error(self, message):
-        raise CLIError(f"{self.prog}: {message} (see '{self.prog} --help')")
+        # the prefix is main's 'cnnlab: error: '; argparse's own 'cnnlab train: error:' is not
+        # repeated
+        raise CLIError(f"{message} (see '{self.prog} --help')")
 
 
 def command_modules():
@@ -47,7 +50,7 @@ def command_modules():
         try:
             mod = importlib.import_module(f"{cli.__name__}.{name}")
         except ImportError as e:  # e.g. an optional dependency missing
-            print(f"cnnlab: warning: subcommand module {name!r} not loaded: {e}", file=sys.stderr)
+            message(f"subcommand module {name!r} not loaded: {e}", "warning")
             continue
         if callable(getattr(mod, "register", None)):
             mods.append(mod)
@@ -77,6 +80,17 @@ def _one_line(exc):
     return " ".join(text.split())
 
 
+def _is_user_error(exc):
+    """Bad input rather than a bug: bad arguments, unreadable or hostile files."""
+    if isinstance(exc, (CLIError, ValueError, TypeError, OSError, EOFError, MemoryError,
+                        FloatingPointError, zipfile.BadZipFile)):
+        return True
+    pil = sys.modules.get("PIL.Image")  # a decompression bomb; PIL is loaded if it was read
+    if pil is not None and isinstance(exc, getattr(pil, "DecompressionBombError", ())):
+        return True
+    return False  # CheckpointError is a ValueError
+
+
 def main(argv=None):
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit
     status (the console script passes it to ``sys.exit``)."""
@@ -93,19 +107,17 @@ def main(argv=None):
             return 2
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("cnnlab: interrupted", file=sys.stderr)
+        print(file=sys.stderr)  # off the ^C and any progress bar
+        message("interrupted (Ctrl-C)", None)
         return 130
-    except (CLIError, ValueError, TypeError, FileNotFoundError, IsADirectoryError,
-            PermissionError, MemoryError, FloatingPointError) as e:
+    except Exception as e:  # noqa: BLE001 - user errors exit 2, bugs 1; --debug re-raises
         if debug:
             raise
-        print(f"cnnlab: error: {_one_line(e)}", file=sys.stderr)
-        return 2
-    except Exception as e:  # noqa: BLE001 - a bug, reported on one line unless --debug
-        if debug:
-            raise
-        print(f"cnnlab: internal error: {type(e).__name__}: {_one_line(e)} (rerun with "
-              f"--debug for the traceback)", file=sys.stderr)
+        if _is_user_error(e):
+            message(_one_line(e))
+            return 2
+        message(f"internal error (a bug in cnnlab): {type(e).__name__}: {_one_line(e)} "
+                f"(rerun with --debug for the traceback)")
         return 1
 
 

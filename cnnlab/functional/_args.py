@@ -4,7 +4,9 @@ Errors name the argument, say what was expected and what came (scikit-learn styl
 """
 from __future__ import annotations
 
+import math
 import numbers
+import os
 
 import numpy as np
 
@@ -128,3 +130,110 @@ def output_shape(spatial, kernel, stride, pads, dilation, what="input"):
                 f"{what}: {n} + padding {lo}+{hi} = {n + lo + hi}")
         out.append(span // s + 1)
     return tuple(out)
+
+
+# ----------------------------------------------------------------------------- section 5
+# checks that keep the fast path fast: each looks at shapes, types and lengths only (O(1)
+# in the data), never at the values, so NaN and inf pass through as in PyTorch
+
+
+def real_number(v, name):
+    """A real scalar (int, float, numpy scalar or 0-d array; not bool, not a string) ->
+    float. NaN and inf are allowed: they propagate as in PyTorch."""
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v[()]
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(v).__name__} {v!r}")
+    return float(v)
+
+
+def check_spatial_rank(x, name="x", what="convnd_forward"):
+    """x must be (N, C, *spatial) with at least one spatial axis."""
+    if x.ndim < 3:
+        raise ValueError(
+            f"{what}: {name} must be (N, C, *spatial) with at least one spatial axis "
+            f"(3-D or more), got shape {x.shape} ({x.ndim}-D); for one 1-D signal or 2-D "
+            f"image use correlate1d / correlate2d, or add the axes: {name}[None, None]")
+
+
+def check_conv_sizes(x, w):
+    """At least one channel, one filter, one kernel cell per axis (an empty batch N = 0
+    is fine, as in PyTorch)."""
+    if x.shape[1] == 0:
+        raise ValueError(f"x must have at least one channel, got shape {x.shape} (C=0)")
+    if w.shape[0] == 0:
+        raise ValueError(f"w must have at least one filter, got shape {w.shape} (K=0)")
+    if 0 in w.shape[2:]:
+        raise ValueError(f"w must have a kernel of at least 1 cell per spatial axis, got shape "
+                         f"{w.shape}")
+
+
+def _human_bytes(n):
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}" if unit != "bytes" else f"{int(n)} bytes"
+        n /= 1024
+    return f"{n:.1f} EiB"  # pragma: no cover
+
+
+_MEMORY = []
+
+
+def physical_memory():
+    """Bytes of RAM of this machine (sysconf; 2**40 where unknown), read once."""
+    if not _MEMORY:
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):
+            total = 0
+        _MEMORY.append(int(total) if total and total > 0 else 1 << 40)
+    return _MEMORY[0]
+
+
+def check_conv_memory(x_shape, k, pads, out_shape, itemsize):
+    """Refuse, before any allocation, a convolution whose padded input or output would
+    not fit in this machine's memory (padding=10**6 would ask numpy for terabytes)."""
+    n, c = x_shape[:2]
+    padded = (n, c) + tuple(s + lo + hi for s, (lo, hi) in zip(x_shape[2:], pads))
+    output = (n, k) + tuple(out_shape)
+    limit = physical_memory()
+    for what, shape in (("padded input", padded), ("output", output)):
+        need = math.prod(shape) * itemsize
+        if need > limit:
+            padding = tuple(pads)
+            cause = (f"padding={padding} is too large: " if any(lo or hi for lo, hi in pads)
+                     else "")
+            raise ValueError(
+                f"{cause}the convolution's {what} {shape} would need {_human_bytes(need)}, "
+                f"more than this machine's memory ({_human_bytes(limit)})")
+
+
+def check_cache(cache, kind, op):
+    """``cache`` must be what ``<op>_forward`` returned: an instance of ``kind`` (a
+    NamedTuple class, or np.ndarray for the elementwise ops)."""
+    if not isinstance(cache, kind):
+        got = type(cache).__name__
+        if type(cache) is tuple:
+            got = f"a plain tuple of {len(cache)}"
+        raise TypeError(f"cache must be the cache returned by {op}_forward (the second value "
+                        f"of its result), got {got}")
+    return cache
+
+
+def check_dout(dout, shape, dtype=None):
+    """``dout`` must be an array of the forward output's shape -> ndarray (cast to
+    ``dtype`` when given)."""
+    if not isinstance(dout, np.ndarray):
+        try:
+            dout = np.asarray(dout)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"dout must be an array, got {type(dout).__name__}") from exc
+    if dout.dtype.kind not in "fiub":
+        raise TypeError(f"dout must hold numbers, got dtype {dout.dtype}")
+    shape = tuple(shape)
+    if dout.shape != shape:
+        raise ValueError(f"dout must have the shape of the forward output {shape}, got "
+                         f"{dout.shape}")
+    if dtype is not None and dout.dtype != dtype:
+        dout = dout.astype(dtype)
+    return dout

@@ -5,10 +5,18 @@
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from ._args import as_float_array
+from ._args import as_float_array, check_cache, check_dout, real_number
 from ._kernels import keep_where
+
+
+class LeakyReluCache(NamedTuple):
+    """What :func:`leaky_relu_backward` needs."""
+    x: np.ndarray
+    alpha: float
 
 
 def relu_forward(x):
@@ -21,20 +29,22 @@ def relu_forward(x):
 def relu_backward(dout, cache):
     """dx = dout * [x > 0], and dout where x is NaN (as PyTorch). The cache is the output,
     which is > 0, 0 or NaN: out != 0 is that mask in one comparison."""
-    return keep_where(np.asarray(dout, dtype=cache.dtype), cache != 0)
+    out = check_cache(cache, np.ndarray, "relu")
+    return keep_where(check_dout(dout, out.shape, out.dtype), out != 0)
 
 
 def leaky_relu_forward(x, alpha=0.01):
     """out = x if x > 0 else alpha * x."""
     x = as_float_array(x, "x")
-    alpha = float(alpha)
+    alpha = real_number(alpha, "alpha")
     out = np.where(x > 0, x, x * np.asarray(alpha, dtype=x.dtype))
-    return out, (x, alpha)
+    return out, LeakyReluCache(x, alpha)
 
 
 def leaky_relu_backward(dout, cache):
     """dx = dout if x > 0 else alpha * dout."""
-    x, alpha = cache
+    x, alpha = check_cache(cache, LeakyReluCache, "leaky_relu")
+    dout = check_dout(dout, x.shape)
     return np.where(x > 0, dout, dout * np.asarray(alpha, dtype=x.dtype)).astype(x.dtype, copy=False)
 
 
@@ -48,8 +58,8 @@ def sigmoid_forward(x):
 
 def sigmoid_backward(dout, cache):
     """dx = dout * s * (1 - s)."""
-    s = cache
-    return dout * s * (1 - s)
+    s = check_cache(cache, np.ndarray, "sigmoid")
+    return check_dout(dout, s.shape) * s * (1 - s)
 
 
 def tanh_forward(x):
@@ -61,5 +71,5 @@ def tanh_forward(x):
 
 def tanh_backward(dout, cache):
     """dx = dout * (1 - tanh(x)^2)."""
-    t = cache
-    return dout * (1 - t * t)
+    t = check_cache(cache, np.ndarray, "tanh")
+    return check_dout(dout, t.shape) * (1 - t * t)

@@ -5,8 +5,19 @@ x (N, d_1, ..., d_k) with D = prod(d_i), w (D, M), b (M,) -> out (N, M).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
-from ._args import as_float_array
+import numpy as np
+
+from ._args import as_float_array, check_cache, check_dout
+
+
+class AffineCache(NamedTuple):
+    """What :func:`affine_backward` needs: x as (N, D), x's shape, w, whether b was given."""
+    x2: np.ndarray
+    x_shape: tuple
+    w: np.ndarray
+    has_bias: bool
 
 
 def affine_forward(x, w, b):
@@ -28,12 +39,13 @@ def affine_forward(x, w, b):
         if b.shape != (w.shape[1],):
             raise ValueError(f"b must have shape ({w.shape[1]},), got {b.shape}")
         out += b
-    return out, (x2, x.shape, w, b is not None)
+    return out, AffineCache(x2, x.shape, w, b is not None)
 
 
 def affine_backward(dout, cache):
     """-> (dx, dw, db): dx = dout @ w^T (in x's shape), dw = x^T @ dout, db = sum_n dout."""
-    x2, shape, w, has_b = cache
+    x2, shape, w, has_b = check_cache(cache, AffineCache, "affine")
+    dout = check_dout(dout, (x2.shape[0], w.shape[1]))
     dx = (dout @ w.T).reshape(shape)
     dw = x2.T @ dout
     db = dout.sum(axis=0) if has_b else None

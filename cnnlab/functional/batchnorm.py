@@ -8,10 +8,25 @@ per channel over N and the spatial axes -- the (N*H*W, C) reshape done without c
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from ._args import as_float_array
-from ._kernels import in_order, channel_affine, channel_dot, channel_sums, memory_order
+from ._args import as_float_array, check_cache, check_dout, real_number
+from ._kernels import channel_affine, channel_dot, channel_sums, in_order, memory_order
+
+
+class BatchNormCache(NamedTuple):
+    """What the batch-norm backward passes need (x_hat is rebuilt from xc / std)."""
+    x: np.ndarray
+    xc: np.ndarray
+    mu: np.ndarray
+    var: np.ndarray
+    std: np.ndarray
+    gamma: np.ndarray
+    eps: float
+    axes: tuple
+    sync: object = None   # (reduce, m) of a sync batch norm over MPI ranks, else None
 
 
 def _param(bn_param, d, dtype):
@@ -20,8 +35,8 @@ def _param(bn_param, d, dtype):
     mode = bn_param.get("mode", "train")
     if mode not in ("train", "test"):
         raise ValueError(f"bn_param['mode'] must be 'train' or 'test', got {mode!r}")
-    eps = bn_param.get("eps", 1e-5)
-    momentum = bn_param.get("momentum", 0.9)
+    eps = real_number(bn_param.get("eps", 1e-5), "bn_param['eps']")
+    momentum = real_number(bn_param.get("momentum", 0.9), "bn_param['momentum']")
     rm = bn_param.get("running_mean")
     rv = bn_param.get("running_var")
     if rm is None:
@@ -64,8 +79,8 @@ def _bn_forward(x, gamma, beta, bn_param, axes, shape):
     rv *= momentum
     rv += (1 - momentum) * var
     sync = None if reduce is None else (reduce, m)
-    return out, (x, xc, mu.reshape(shape), var.reshape(shape), std.reshape(shape), g, eps, axes,
-                 sync)
+    return out, BatchNormCache(x, xc, mu.reshape(shape), var.reshape(shape), std.reshape(shape),
+                               g, eps, axes, sync)
 
 
 def batchnorm_forward(x, gamma, beta, bn_param):
@@ -82,7 +97,8 @@ def batchnorm_forward(x, gamma, beta, bn_param):
 
 def batchnorm_backward(dout, cache):
     """Backward through the computation graph, node by node -> (dx, dgamma, dbeta)."""
-    x, xc, mu, var, std, g, eps, axes, sync = cache
+    x, xc, mu, var, std, g, eps, axes, sync = check_cache(cache, BatchNormCache, "batchnorm")
+    dout = check_dout(dout, x.shape)
     if sync is not None:
         raise ValueError("a sync batch norm forward (bn_param['reduce']) needs "
                          "batchnorm_backward_alt, which reduces its sums over the processes")
@@ -109,7 +125,8 @@ def batchnorm_backward_alt(dout, cache):
 
         dx = gamma / (m * std) * (m * dout - sum(dout) - xhat * sum(dout * xhat))
     """
-    x, xc, mu, var, std, g, eps, axes, sync = cache
+    x, xc, mu, var, std, g, eps, axes, sync = check_cache(cache, BatchNormCache, "batchnorm")
+    dout = check_dout(dout, x.shape)
     m = x.size // x.shape[1]
     std, a = std.reshape(-1), (g / std).reshape(-1)
     dout = in_order(dout, memory_order(xc))  # mixed layouts would crawl (see copy_into)

@@ -10,13 +10,29 @@ O = floor((S + p_lo + p_hi - d(k - 1) - 1) / stride) + 1 per axis.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from . import _kernels
-from ._args import as_float_array, as_tuple, check_ndim, output_shape, resolve_padding
+from ._args import (as_float_array, as_tuple, check_cache, check_conv_memory, check_conv_sizes,
+                    check_dout, check_ndim, check_spatial_rank, output_shape, resolve_padding)
 
 _LAYOUT = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
 _WLAYOUT = {1: "(K, C, f)", 2: "(K, C, kh, kw)", 3: "(K, C, kd, kh, kw)"}
+
+
+class ConvCache(NamedTuple):
+    """What :func:`convnd_backward` needs; ``kernel`` (last) is the route's own cache,
+    None for an empty batch."""
+    w: np.ndarray
+    has_bias: bool
+    stride: tuple
+    pads: tuple
+    dilation: tuple
+    x_shape: tuple
+    out_shape: tuple
+    kernel: object
 
 
 def convnd_forward(x, w, b=None, stride=1, padding=0, dilation=1, nsp=None):
@@ -28,6 +44,7 @@ def convnd_forward(x, w, b=None, stride=1, padding=0, dilation=1, nsp=None):
     x = as_float_array(x, "x")
     w = as_float_array(w, "w")
     if nsp is None:
+        check_spatial_rank(x)
         nsp = x.ndim - 2
     check_ndim(x, nsp + 2, "x", _LAYOUT.get(nsp, f"(N, C, {nsp} spatial axes)"))
     check_ndim(w, nsp + 2, "w", _WLAYOUT.get(nsp, f"(K, C, {nsp} kernel axes)"))
@@ -35,6 +52,7 @@ def convnd_forward(x, w, b=None, stride=1, padding=0, dilation=1, nsp=None):
         raise ValueError(
             f"channel mismatch: x has C={x.shape[1]} channels (shape {x.shape}) but w expects "
             f"C={w.shape[1]} (shape {w.shape})")
+    check_conv_sizes(x, w)
     if b is not None:
         b = as_float_array(b, "b")
         if b.shape != (w.shape[0],):
@@ -48,8 +66,12 @@ def convnd_forward(x, w, b=None, stride=1, padding=0, dilation=1, nsp=None):
     dilation = as_tuple(dilation, nsp, "dilation")
     pads = resolve_padding(padding, kernel, stride, dilation)
     out_shape = output_shape(x.shape[2:], kernel, stride, pads, dilation)
-    out, kcache = _kernels.conv_forward(x, w, b, stride, pads, dilation, out_shape)
-    cache = (w, b is not None, stride, pads, dilation, kcache)
+    check_conv_memory(x.shape, w.shape[0], pads, out_shape, dtype.itemsize)
+    if x.shape[0] == 0:  # an empty batch gives an empty output, as in PyTorch
+        out, kcache = np.zeros((0, w.shape[0]) + out_shape, dtype), None
+    else:
+        out, kcache = _kernels.conv_forward(x, w, b, stride, pads, dilation, out_shape)
+    cache = ConvCache(w, b is not None, stride, pads, dilation, x.shape, out.shape, kcache)
     return out, cache
 
 
@@ -59,9 +81,14 @@ def convnd_backward(dout, cache, need_dx=True):
     dw[k, c, t] = sum_{n, o} dout[n, k, o] * xpad[n, c, o*s + t*d];  db[k] = sum dout[:, k]
     dx = the transposed convolution of dout with w (scattered back, padding cropped).
     """
-    w, has_bias, stride, pads, dilation, kcache = cache
-    dout = np.asarray(dout, dtype=w.dtype)
-    dx, dw, db = _kernels.conv_backward(dout, w, kcache, stride, pads, dilation, need_dx)
+    w, has_bias, stride, pads, dilation, x_shape, out_shape, kcache = check_cache(
+        cache, ConvCache, "conv")
+    dout = check_dout(dout, out_shape, w.dtype)
+    if kcache is None:  # empty batch: no gradient flows
+        dx = np.zeros(x_shape, w.dtype) if need_dx else None
+        dw, db = np.zeros_like(w), np.zeros(w.shape[0], w.dtype)
+    else:
+        dx, dw, db = _kernels.conv_backward(dout, w, kcache, stride, pads, dilation, need_dx)
     return dx, dw, (db if has_bias else None)
 
 

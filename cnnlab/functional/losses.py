@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._args import as_float_array
+from ._args import as_float_array, real_number
 
 
 def softmax(x, axis=-1):
@@ -61,6 +61,7 @@ def softmax_loss(scores, y):
 def svm_loss(scores, y, delta=1.0):
     """Multiclass SVM (hinge) loss -> (loss, dscores). scores (N, C), y (N,) ints."""
     scores, y = _check(scores, y)
+    delta = real_number(delta, "delta")
     n = scores.shape[0]
     rows = np.arange(n)
     correct = scores[rows, y][:, None]

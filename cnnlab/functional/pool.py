@@ -9,16 +9,49 @@ x (N, C, *S) -> (N, C, *O), O = floor((S + 2p - k) / stride) + 1. No parameters.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from . import _kernels
-from ._args import as_float_array, as_tuple, check_ndim, output_shape, resolve_padding
+from ._args import (as_float_array, as_tuple, check_cache, check_dout, check_ndim,
+                    check_spatial_rank, output_shape, resolve_padding)
 
 _LAYOUT = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
 
 
+class MaxPoolCache(NamedTuple):
+    """What :func:`maxpoolnd_backward` needs (``wins``: the winner masks)."""
+    wins: object
+    x_shape: tuple
+    dtype: np.dtype
+    kernel: tuple
+    stride: tuple
+    pads: tuple
+    order: tuple
+    out_shape: tuple
+
+
+class AvgPoolCache(NamedTuple):
+    """What :func:`avgpoolnd_backward` needs."""
+    x_shape: tuple
+    dtype: np.dtype
+    kernel: tuple
+    stride: tuple
+    pads: tuple
+    order: tuple
+    out_shape: tuple
+
+
+class GlobalAvgPoolCache(NamedTuple):
+    """What :func:`global_avgpool_backward` needs."""
+    x_shape: tuple
+
+
 def _setup(x, pool_size, stride, padding, nsp):
     x = as_float_array(x, "x")
+    if nsp < 1:
+        check_spatial_rank(x, what="pooling")
     check_ndim(x, nsp + 2, "x", _LAYOUT[nsp])
     kernel = as_tuple(pool_size, nsp, "pool_size")
     stride = kernel if stride is None else as_tuple(stride, nsp, "stride")
@@ -36,14 +69,16 @@ def maxpoolnd_forward(x, pool_size, stride=None, padding=0, nsp=None):
     nsp = np.ndim(x) - 2 if nsp is None else nsp
     x, kernel, stride, pads, out_shape = _setup(x, pool_size, stride, padding, nsp)
     out, arg = _kernels.maxpool_forward(x, kernel, stride, pads, out_shape)
-    return out, (arg, x.shape, x.dtype, kernel, stride, pads, _kernels.memory_order(x))
+    return out, MaxPoolCache(arg, x.shape, x.dtype, kernel, stride, pads,
+                             _kernels.memory_order(x), out.shape)
 
 
 def maxpoolnd_backward(dout, cache):
     """dx: each window's upstream gradient goes to its maximum (first one on ties)."""
-    arg, shape, dtype, kernel, stride, pads, order = cache
-    return _kernels.maxpool_backward(np.asarray(dout, dtype=dtype), arg, shape, kernel, stride, pads,
-                                     order)
+    arg, shape, dtype, kernel, stride, pads, order, out_shape = check_cache(
+        cache, MaxPoolCache, "maxpool")
+    return _kernels.maxpool_backward(check_dout(dout, out_shape, dtype), arg, shape, kernel,
+                                     stride, pads, order)
 
 
 def avgpoolnd_forward(x, pool_size, stride=None, padding=0, nsp=None):
@@ -51,13 +86,16 @@ def avgpoolnd_forward(x, pool_size, stride=None, padding=0, nsp=None):
     nsp = np.ndim(x) - 2 if nsp is None else nsp
     x, kernel, stride, pads, out_shape = _setup(x, pool_size, stride, padding, nsp)
     out = _kernels.avgpool_forward(x, kernel, stride, pads, out_shape)
-    return out, (x.shape, x.dtype, kernel, stride, pads, _kernels.memory_order(x))
+    return out, AvgPoolCache(x.shape, x.dtype, kernel, stride, pads, _kernels.memory_order(x),
+                             out.shape)
 
 
 def avgpoolnd_backward(dout, cache):
     """dx: each window's upstream gradient spread evenly, dout / prod(pool_size)."""
-    shape, dtype, kernel, stride, pads, order = cache
-    return _kernels.avgpool_backward(np.asarray(dout, dtype=dtype), shape, kernel, stride, pads, order)
+    shape, dtype, kernel, stride, pads, order, out_shape = check_cache(
+        cache, AvgPoolCache, "avgpool")
+    return _kernels.avgpool_backward(check_dout(dout, out_shape, dtype), shape, kernel, stride,
+                                     pads, order)
 
 
 def _named(fn, nsp, doc):
@@ -84,12 +122,13 @@ def global_avgpool_forward(x):
     if x.ndim < 3:
         raise ValueError(f"x must be (N, C, *spatial) with at least one spatial axis, got shape {x.shape}")
     out = x.mean(axis=tuple(range(2, x.ndim)), dtype=x.dtype)
-    return out, x.shape
+    return out, GlobalAvgPoolCache(x.shape)
 
 
 def global_avgpool_backward(dout, cache):
     """dx[n, c, s] = dout[n, c] / prod(S)."""
-    shape = cache
+    shape, = check_cache(cache, GlobalAvgPoolCache, "global_avgpool")
+    dout = check_dout(dout, shape[:2])
     size = int(np.prod(shape[2:]))
-    d = np.asarray(dout) / np.asarray(size, dtype=np.asarray(dout).dtype)
+    d = dout / np.asarray(size, dtype=dout.dtype)
     return np.broadcast_to(d.reshape(shape[:2] + (1,) * (len(shape) - 2)), shape).copy()

@@ -26,7 +26,9 @@ class Flatten(Layer):
         return (int(np.prod(input_shape)),)
 
     def _forward(self, x, training, keep):
-        return x.reshape(x.shape[0], -1), ((x.shape, _kernels.memory_order(x)) if keep else None)
+        # the size spelled out, not -1: reshape(0, -1) fails on an empty batch
+        flat = x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
+        return flat, ((x.shape, _kernels.memory_order(x)) if keep else None)
 
     def _backward(self, dout, cache):
         # dx in the memory layout of x (channels- or batch-last when a conv made it), where
