@@ -19,6 +19,7 @@ from ..optim import Adam, Optimizer
 from .callbacks import Callback, CallbackList
 from .errors import TrainingDivergedError
 from .history import History
+from .regularization import add_l2_penalty
 
 LOSSES = {"softmax": F.softmax_loss, "cross_entropy": F.softmax_loss,
           "crossentropy": F.softmax_loss, "svm": F.svm_loss, "hinge": F.svm_loss}
@@ -310,6 +311,7 @@ def fit(model, x, y, epochs=1, batch_size=64, optimizer=None, loss="softmax",
                         f"(optimizer.lr is {optimizer.lr:g}), gradient clipping, or check "
                         f"the data for extreme values.", epoch=epoch, batch=b, loss=value)
                 model.backward(dscores, need_dx=False)  # the input gradient is unused
+                value += add_l2_penalty(model)  # model.reg: L2 on weights (cs231n)
                 params, grads = parameter_arrays(model)
                 optimizer.step(params, grads)
                 k = len(idx)
