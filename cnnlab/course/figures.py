@@ -111,7 +111,7 @@ def plot_batchnorm_curves(result):
 def plot_weight_scale_sweep(result):
     """The course's three panels against weight scale (log axis): best validation and
     training accuracy and final training loss, with and without batch norm."""
-    fig, axes = new_figure(3, "Weight initialization and batch normalization -- "
+    fig, axes = new_figure(3, "Weight initialization and batch normalization\n"
                            + setup_text(result["setup"]))
     ws = result["weight_scales"]
     for name in ("baseline", "batchnorm"):
@@ -130,7 +130,7 @@ def plot_weight_scale_sweep(result):
 
 def plot_batch_size(result):
     """Training and validation accuracy per epoch for each batch size."""
-    fig, axes = new_figure(2, "Batch size and batch normalization -- "
+    fig, axes = new_figure(2, "Batch size and batch normalization\n"
                            + setup_text(result["setup"]))
     for name, r in result["runs"].items():
         style = "--" if name.startswith("baseline") else "-"
