@@ -48,14 +48,14 @@ def notebook_budget():
 #: Keyword arguments that shrink each experiment for CI and ``--quick`` (seconds on two
 #: shared cores); the full setups are the functions' defaults.
 QUICK = {
-    "overfit": {"num_val": 200},
-    "weight_scale_sweep": {"weight_scales": (1e-3, 1e-2, 5e-2, 2e-1), "epochs": 10},
+    "overfit": {"num_val": 100},
+    "weight_scale_sweep": {"weight_scales": (1e-3, 1e-2, 5e-2), "epochs": 10},
     "update_rules": {"num_train": 500, "num_val": 200, "epochs": 2},
     "batchnorm_curves": {"num_train": 200, "num_val": 200, "epochs": 3},
     "batchnorm_sweep": {"weight_scales": (1e-3, 1e-1), "num_train": 200, "num_val": 200,
                         "epochs": 2},
     "batch_size": {"batch_sizes": (10, 50), "num_train": 200, "num_val": 200, "epochs": 2},
-    "dropout": {"num_val": 200, "epochs": 8},
+    "dropout": {"num_train": 200, "num_val": 100, "epochs": 5},
     "convnet_overfit": {"num_train": 50, "num_val": 100, "epochs": 10, "batch_size": 25},
     "convnet_train": {"num_train": 200, "num_val": 100},
 }
