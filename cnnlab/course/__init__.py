@@ -18,7 +18,14 @@ use when CNNLAB_NOTEBOOK_BUDGET=ci.
 from . import figures
 from .batchnorm import batch_size_effect, batchnorm_curves
 from .batchnorm import weight_scale_sweep as batchnorm_weight_sweep
-from .common import QUICK, UPDATE_RULES, budget_kwargs, make_optimizer, notebook_budget, setup_text
+from .common import (
+           QUICK,
+           UPDATE_RULES,
+           budget_kwargs,
+           make_optimizer,
+           notebook_budget,
+           setup_text,
+)
 from .convnet import overfit_convnet, train_convnet
 from .data import cifar10_for_course, load_cifar10_subset
 from .dropout import dropout_comparison, generalization_gap
@@ -26,8 +33,27 @@ from .overfit import overfit_small, weight_scale_sweep
 from .solver import accuracy, train
 from .update_rules import LEARNING_RATES, compare_update_rules
 
-__all__ = ["figures", "overfit_small", "weight_scale_sweep", "compare_update_rules",
-           "LEARNING_RATES", "batchnorm_curves", "batchnorm_weight_sweep", "batch_size_effect",
-           "dropout_comparison", "generalization_gap", "overfit_convnet", "train_convnet",
-           "cifar10_for_course", "load_cifar10_subset", "train", "accuracy", "make_optimizer",
-           "UPDATE_RULES", "setup_text", "notebook_budget", "budget_kwargs", "QUICK"]
+__all__ = [
+           "LEARNING_RATES",
+           "QUICK",
+           "UPDATE_RULES",
+           "accuracy",
+           "batch_size_effect",
+           "batchnorm_curves",
+           "batchnorm_weight_sweep",
+           "budget_kwargs",
+           "cifar10_for_course",
+           "compare_update_rules",
+           "dropout_comparison",
+           "figures",
+           "generalization_gap",
+           "load_cifar10_subset",
+           "make_optimizer",
+           "notebook_budget",
+           "overfit_convnet",
+           "overfit_small",
+           "setup_text",
+           "train",
+           "train_convnet",
+           "weight_scale_sweep",
+]

@@ -35,7 +35,11 @@ def batchnorm_curves(hidden_dims=(100,) * 5, num_train=1000, num_val=1000, epoch
                                     "batch": batch_size, "seed": seed}}
 
 
-def weight_scale_sweep(weight_scales=tuple(np.logspace(-4, 0, 20)), hidden_dims=(50,) * 7,
+#: The course's sweep: 20 weight scales from 1e-4 to 1, evenly spaced on a log axis.
+WEIGHT_SCALES = tuple(float(w) for w in np.logspace(-4, 0, 20))
+
+
+def weight_scale_sweep(weight_scales=WEIGHT_SCALES, hidden_dims=(50,) * 7,
                        num_train=1000, num_val=1000, epochs=10, batch_size=50, lr=1e-3,
                        seed=0, path=None):
     """For each weight scale, an 8-layer net with and without batch norm: best train and

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..data import CIFAR10_CLASSES, find_cifar10, load_cifar10
 
-__all__ = ["load_cifar10_subset", "cifar10_for_course"]
+__all__ = ["cifar10_for_course", "load_cifar10_subset"]
 
 
 _LISTING = {}

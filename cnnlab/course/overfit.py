@@ -26,7 +26,11 @@ def overfit_small(hidden_dims=(100, 100), num_train=50, num_val=1000, epochs=20,
     return out
 
 
-def weight_scale_sweep(weight_scales=tuple(np.logspace(-4, 0, 13)), depths=(3, 5),
+#: The sweep's weight scales: 13 from 1e-4 to 1, evenly spaced on a log axis.
+WEIGHT_SCALES = tuple(float(w) for w in np.logspace(-4, 0, 13))
+
+
+def weight_scale_sweep(weight_scales=WEIGHT_SCALES, depths=(3, 5),
                        num_train=50, epochs=20, batch_size=25, lr=1e-2, width=100, seed=0,
                        path=None):
     """Final training accuracy after ``epochs`` of SGD on ``num_train`` images, for nets of

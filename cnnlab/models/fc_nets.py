@@ -26,7 +26,7 @@ from ..layers import BatchNorm, Dense, Dropout, ReLU
 from ..training.regularization import add_l2_penalty, check_reg
 from ._build import check_int, check_shape, finish
 
-__all__ = ["two_layer_net", "fully_connected_net", "loss"]
+__all__ = ["fully_connected_net", "loss", "two_layer_net"]
 
 
 def _input_shape(who, input_dim, input_shape):
