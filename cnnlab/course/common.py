@@ -30,7 +30,8 @@ def setup_text(setup):
     n_train, n_val = s.pop("num_train"), s.pop("num_val")
     parts = [f"CIFAR-10 {n_train} train" + (f" / {n_val} val" if n_val else "")]
     if "epochs" in s:
-        parts.append(f"{s.pop('epochs')} epochs")
+        e = s.pop("epochs")
+        parts.append(f"{e} epoch" + ("" if e == 1 else "s"))
     parts += [f"{k.replace('_', ' ')} {v}" for k, v in s.items() if k != "seed"]
     parts.append(f"seed {setup['seed']}")
     return ", ".join(parts)
