@@ -124,6 +124,7 @@ def plot_weight_scale_sweep(result):
         ax.set_title(t)
         ax.set_xlabel("weight scale")
         ax.grid(alpha=0.3)
+    axes[2].set_yscale("log")  # a diverging plain net reaches 1e7: keep the rest visible
     axes[0].legend()
     return fig
 
