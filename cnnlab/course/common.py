@@ -57,7 +57,7 @@ QUICK = {
                         "epochs": 2},
     "batch_size": {"batch_sizes": (10, 50), "num_train": 200, "num_val": 200, "epochs": 2},
     "dropout": {"num_train": 200, "num_val": 100, "epochs": 5},
-    "convnet_overfit": {"num_train": 50, "num_val": 100, "epochs": 10, "batch_size": 25},
+    "convnet_overfit": {"num_train": 50, "num_val": 50, "epochs": 8, "batch_size": 25},
     "convnet_train": {"num_train": 200, "num_val": 100},
 }
 
