@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .alexnet import alexnet, zfnet
 from .cifar import cifar_convnet, cifar_resnet
+from .fc_nets import fully_connected_net, two_layer_net
 from .googlenet import googlenet
 from .lenet import lenet5, three_layer_convnet
 from .vgg import vgg11, vgg13, vgg16, vgg19
@@ -23,6 +24,9 @@ MODELS = {
     "vgg13": (vgg13, (3, 224, 224), "VGG-13, configuration B (133,047,848 params)"),
     "vgg16": (vgg16, (3, 224, 224), "VGG-16, configuration D (138,357,544 params)"),
     "vgg19": (vgg19, (3, 224, 224), "VGG-19, configuration E (143,667,240 params)"),
+    "two_layer_net": (two_layer_net, (3, 32, 32), "cs231n's affine-relu-affine net (308,310 params)"),
+    "fully_connected_net": (fully_connected_net, (3, 32, 32),
+                            "cs231n's fully connected net, hidden (100, 100) (318,410 params)"),
     "googlenet": (googlenet, (3, 224, 224),
                   "GoogLeNet / Inception v1 as torchvision, no aux heads (6,624,904 params)"),
 }

@@ -24,6 +24,7 @@ from . import sources
 from .callbacks import Callback, CallbackList
 from .errors import TrainingDivergedError
 from .history import History
+from .regularization import add_l2_penalty
 
 LOSSES = {"softmax": F.softmax_loss, "cross_entropy": F.softmax_loss,
           "crossentropy": F.softmax_loss, "svm": F.svm_loss, "hinge": F.svm_loss}
@@ -501,6 +502,10 @@ def _data_parallel(model, train, val, metric_list, optimizer, seed, loss_fn, aug
     if train.stream or (val is not None and val.stream):
         raise ValueError("fit(distributed=True) needs x, y (and validation_data) as arrays: "
                          "every rank takes its share of each global batch by index")
+    if float(getattr(model, "reg", 0.0) or 0.0):
+        raise ValueError("fit(distributed=True) does not apply model.reg (each rank would add "
+                         "the whole L2 gradient before the sum); use the optimizer's "
+                         "weight_decay instead")
     if [m.name for m in metric_list] != ["accuracy"]:
         raise ValueError(f"fit(distributed=True) reports the loss and accuracy only; got "
                          f"metrics {[m.name for m in metric_list[1:]]}")
@@ -582,6 +587,7 @@ def _train_batches(run, epoch, bar):
         if run.first_loss is None:
             run.first_loss = value
         model.backward(dscores, need_dx=False)  # the input gradient is unused
+        value += add_l2_penalty(model)  # model.reg: L2 on weights (cs231n)
         params, grads = parameter_arrays(model)
         if run.dist is None:
             opt.step(params, grads)
