@@ -151,7 +151,8 @@ def test_a_real_sigint_says_which_epoch_the_file_holds(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "cnnlab", "train", "--limit", "600", "--epochs", "200",
          "--quiet", "--no-augment", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+        preexec_fn=_default_sigint)
     try:
         deadline = time.monotonic() + 120
         while not out.exists() and time.monotonic() < deadline and proc.poll() is None:
@@ -321,3 +322,9 @@ def test_long_messages_are_wrapped_at_word_boundaries(capsys, tmp_path):
     long_dir.mkdir(parents=True)
     msg = user_error(capsys, "train", "--data", "cifar10", "--data-dir", long_dir, "--epochs", "1")
     assert str(long_dir) in msg  # the path survives whole, on a line of its own if need be
+
+
+def _default_sigint():
+    """In the child: SIGINT back to its default. A shell starts background jobs with SIGINT
+    ignored, and children inherit that; Python then installs no KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -384,7 +384,8 @@ def test_port_in_use(em):
 
 def test_cli_serves_and_stops_cleanly_on_ctrl_c():
     p = subprocess.Popen([sys.executable, "-m", "cnnlab", "explore", "--no-browser", "--port", "0"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         preexec_fn=_default_sigint)
     try:
         line = p.stdout.readline()
         assert "at http://127.0.0.1:" in line, line + p.stderr.read()
@@ -471,3 +472,9 @@ def test_an_onnx_model_is_explored_after_conversion(tmp_path):
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     scores = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     np.testing.assert_allclose(em.model.forward(x, training=False), scores, rtol=1e-4, atol=1e-5)
+
+
+def _default_sigint():
+    """In the child: SIGINT back to its default. A shell starts background jobs with SIGINT
+    ignored, and children inherit that; Python then installs no KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -82,6 +82,16 @@ def two_layer_net(input_dim=3 * 32 * 32, hidden_dim=100, num_classes=10, weight_
 
     Returns a ``cnnlab.Sequential`` with D*H + H + H*C + C parameters
     (3072-100-10: 308,310).
+
+    Departures from the paper (cs231n assignment 2's ``TwoLayerNet``), layer by layer:
+
+    - affine layers: cnnlab ``Dense`` layers (the same math), their weights drawn by the
+      layer initializer with std ``weight_scale`` because every zoo net is built from
+      layers; the course draws them with ``np.random`` directly, so a seed gives other
+      numbers than the notebook's.
+    - softmax: in ``fit``'s loss, not in the model, so that the model returns class scores
+      as every zoo net does; ``reg`` is applied by ``fit`` (``model.reg``) for the same
+      reason.
     """
     who = "two_layer_net"
     shape = _input_shape(who, input_dim, input_shape)
@@ -113,6 +123,18 @@ def fully_connected_net(hidden_dims=(100, 100), input_dim=3 * 32 * 32, num_class
         seed: initial weights and dropout masks (``fit(seed=...)`` reseeds the masks per
             epoch); build, dtype: as every zoo function; ``input_shape``: alias of
             ``input_dim`` for the zoo registry.
+
+    Departures from the paper (cs231n assignment 2's ``FullyConnectedNet``), layer by layer:
+
+    - affine layers: cnnlab ``Dense`` layers, weights drawn by the layer initializer with
+      std ``weight_scale`` because every zoo net is built from layers (a seed gives other
+      numbers than the notebook's ``np.random``).
+    - dropout: ``Dropout(rate=1 - dropout_keep)``, inverted dropout as the course's, its
+      masks from the model's seed so that runs repeat.
+    - batch norm: ``BatchNorm`` with the course's momentum 0.9 and eps 1e-5; gamma and
+      beta are not decayed by ``reg``, as in the course.
+    - softmax and ``reg``: in ``fit`` (loss and ``model.reg``) so that the model returns
+      class scores as every zoo net does.
     """
     who = "fully_connected_net"
     shape = _input_shape(who, input_dim, input_shape)
