@@ -67,6 +67,14 @@ class ExplorerServer(ThreadingHTTPServer):
 
     daemon_threads = True          # Ctrl-C never waits for a hung connection
 
+    def handle_error(self, request, client_address):
+        """A browser that closes a kept-alive connection (reset, broken pipe) is normal
+        traffic, not a server error: no traceback for it. Anything else: the default."""
+        import sys
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
     def __init__(self, em, host="127.0.0.1", port=8000, max_upload=DEFAULT_MAX_UPLOAD,
                  verbose=False):
         self.em = em
