@@ -143,9 +143,10 @@ def load_dataset(name, data_dir, split, limit=None, seed=0):
     mnist without ``data_dir`` is the subset bundled in the package (10,000 train / 2,000
     test images); cifar10 without it searches the default locations. ``limit``: keep a
     random subset of that many images (drawn with ``seed``, kept in file order), so that
-    every class is represented even in class-sorted image folders. The images are read as
-    bytes and only the kept ones become float32 (CIFAR-10 with --limit 2000: 4x less
-    memory than converting all 50,000 first)."""
+    every class is represented even in class-sorted image folders. Only the kept images
+    are read (CIFAR-10 from an image zip: decoded, or read row by row from the decode
+    cache) and become float32; MNIST is small and read whole as bytes first.
+    """
     from .. import data
 
     if data_dir is not None and not os.path.exists(data_dir):
@@ -154,8 +155,18 @@ def load_dataset(name, data_dir, split, limit=None, seed=0):
         x, y = data.load_mnist(data_dir, split=split, dtype=np.uint8)
         where = "bundled MNIST subset" if data_dir is None else f"MNIST from {data_dir}"
     elif name == "cifar10":
-        x, y = data.load_cifar10(data_dir, split=split, dtype=np.uint8)
+        seen = {}
+
+        def select(n):  # the loader reads only these images (decodes or cached rows)
+            seen["n"] = n
+            return random_subset(n, limit, seed)
+
+        x, y = data.load_cifar10(data_dir, split=split, dtype=np.uint8, select=select)
         where = "CIFAR-10" + ("" if data_dir is None else f" from {data_dir}")
+        where = f"{where}, {split} split"
+        if len(x) < seen.get("n", len(x)):
+            where += f": a random {limit:,} of its {seen['n']:,} images"
+        return to_unit_float(x), y, where
     else:
         raise CLIError(f"unknown data set {name!r}; expected one of {', '.join(DATASETS)}")
     where = f"{where}, {split} split"

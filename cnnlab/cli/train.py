@@ -78,7 +78,7 @@ def register(sub):
                         "0.1; 0 = no validation)")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N",
                    help="use a random N of the training images (and of the test images), for "
-                        "quick runs; only those N are converted to float")
+                        "quick runs; only those N are read (CIFAR-10) and converted to float")
     p.add_argument("--no-augment", action="store_true", default=None,
                    help="no data augmentation (default: random rotations/zooms/shifts for "
                         "mnist, crops/flips for cifar10)")

@@ -262,7 +262,8 @@ def _not_found(path, split) -> FileNotFoundError:
 
 
 def load_cifar10(path: str | os.PathLike | None = None, split: str = "train", dtype=np.float32,
-                 cache: bool | str | os.PathLike = True) -> tuple[np.ndarray, np.ndarray]:
+                 cache: bool | str | os.PathLike = True,
+                 select=None) -> tuple[np.ndarray, np.ndarray]:
     """Load CIFAR-10 from whichever supported layout ``path`` holds (see :func:`find_cifar10`).
 
     Args:
@@ -274,6 +275,9 @@ def load_cifar10(path: str | os.PathLike | None = None, split: str = "train", dt
         dtype: float dtype (default float32, pixels in [0, 1]) or ``np.uint8`` (0..255).
         cache: for image folders/zips only: cache decoded arrays (True: in ``cache_dir()``;
             a path: in that directory; False: no cache). See :func:`load_image_folder`.
+        select: None, or ``select(n) -> sorted indices (or None)``: keep only those images.
+            Image folders/zips then read only them (decode or cached rows); the batch
+            formats are read whole and subset.
 
     Returns:
         ``(images, labels)``: ``(N, 3, 32, 32)`` and ``(N,)`` int64, labels in the standard order
@@ -294,9 +298,13 @@ def load_cifar10(path: str | os.PathLike | None = None, split: str = "train", dt
         x, y = _load_tar(loc, split)
     else:
         x, y, _ = load_image_folder(loc, subdir=sub, mode="RGB", classes=CIFAR10_CLASSES,
-                                    dtype=np.uint8, cache=cache)
+                                    dtype=np.uint8, cache=cache, select=select)
+        select = None  # done: only the selected images were read
         if x.shape[1:] != (3, 32, 32):
             raise ValueError(f"{loc}/{sub}: expected 32x32 RGB images, got shape {x.shape[1:]}")
+    keep = None if select is None else select(len(x))
+    if keep is not None:
+        x, y = x[keep], y[keep]
     if dtype != np.uint8:
         x = x.astype(dtype)
         x /= dtype.type(255.0)

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import struct
 import warnings
 import zipfile
 import zlib
@@ -214,12 +215,56 @@ def _cache_file(directory: Path, path: Path, key: str) -> Path:
     return directory / f"{stem}-{digest}.npz"
 
 
-def _load_cache(file: Path, key: str):
+def _stored_rows(file: Path, member: str, keep):
+    """Rows ``keep`` of the stored (uncompressed) ``.npy`` member of an ``.npz`` file, read
+    one by one at their offsets (a memory map would let the kernel's read-ahead pull in
+    most of the file); None when the member is compressed or not a plain C-ordered array."""
+    with zipfile.ZipFile(file) as zf:
+        info = zf.getinfo(member + ".npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    with open(file, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            raise ValueError("bad local file header")
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        start = f.tell()
+        major, _ = np.lib.format.read_magic(f)
+        read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(f)
+        offset = f.tell()
+        row = int(np.prod(shape[1:])) * dtype.itemsize
+        if fortran or dtype.hasobject or not shape or \
+                offset - start + shape[0] * row != info.file_size:
+            return None
+        out = np.empty((len(keep),) + tuple(shape[1:]), dtype)
+        flat = out.reshape(len(keep), -1).view(np.uint8)
+        for j, i in enumerate(keep):
+            if not 0 <= i < shape[0]:
+                raise IndexError(f"row {i} of {shape[0]}")
+            f.seek(offset + int(i) * row)
+            if f.readinto(flat[j]) != row:
+                raise ValueError("truncated cache file")
+    return out
+
+
+def _load_cache(file: Path, key: str, select=None):
     try:
         with np.load(file, allow_pickle=False) as z:
             if str(z["key"]) != key:
                 return None
-            return z["x"], z["y"].astype(np.int64), [str(c) for c in z["classes"]]
+            y, classes = z["y"].astype(np.int64), [str(c) for c in z["classes"]]
+            keep = None if select is None else select(len(y))
+            if keep is None:
+                return z["x"], y, classes
+        x = _stored_rows(file, "x", keep)
+        if x is None:
+            with np.load(file, allow_pickle=False) as z:
+                x = z["x"][keep]
+        return x, y[keep], classes
     except FileNotFoundError:
         return None
     except Exception as e:  # corrupt/foreign file: rebuild it
@@ -238,7 +283,7 @@ def _save_cache(file: Path, key: str, x, y, classes) -> None:
 def load_image_folder(path: str | os.PathLike, subdir: str | None = None,
                       size: int | tuple[int, int] | None = None, mode: str = "RGB",
                       classes=None, extensions=IMAGE_EXTENSIONS, dtype=np.float32,
-                      cache: bool | str | os.PathLike = True):
+                      cache: bool | str | os.PathLike = True, select=None):
     """Load an image-folder data set: ``<root>/<class_name>/<image>`` (any depth below the class
     folder), from a directory or a ``.zip`` archive.
 
@@ -256,6 +301,10 @@ def load_image_folder(path: str | os.PathLike, subdir: str | None = None,
         dtype: float dtype (default float32, [0, 1]) or ``np.uint8``.
         cache: True: cache decoded uint8 arrays under ``cache_dir()/decoded`` (``$CNNLAB_CACHE``);
             a path: cache in that directory; False: decode every time.
+        select: None (all images), or a callable ``select(n) -> indices`` (sorted ints, or
+            None for all) called once the number of images n is known: only those images
+            are read (decoded, or read from the cache's rows); a partial decode writes no
+            cache.
 
     Returns:
         ``(images, labels, class_names)``: ``(N, C, H, W)``, ``(N,)`` int64, list of str. Images are
@@ -281,14 +330,17 @@ def load_image_folder(path: str | os.PathLike, subdir: str | None = None,
                           "subdir": subdir, "size": size, "mode": mode, "classes": classes,
                           "extensions": sorted(e.lower() for e in extensions)}, sort_keys=True)
         cache_file = _cache_file(cdir, path, key)
-        result = _load_cache(cache_file, key)
+        result = _load_cache(cache_file, key, select)
     if result is None:
         if names is None:
             names = _zip_names(path)
         prefix, class_names, items = _select(names, subdir, classes, extensions)
+        keep = None if select is None else select(len(items))
+        if keep is not None:
+            items = [items[int(i)] for i in keep]
         x = _decode_all(path, is_zip, items, mode, size)
         y = np.fromiter((label for _, label in items), np.int64, len(items))
-        if cache_file is not None:
+        if cache_file is not None and keep is None:
             _save_cache(cache_file, key, x, y, class_names)
     else:
         x, y, class_names = result
