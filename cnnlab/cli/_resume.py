@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import tempfile
 
+from ..data import atomic_open
 from .common import CLIError
 
 FORMAT = "cnnlab-train-args"
@@ -46,22 +46,8 @@ def write_settings(checkpoint, settings):
     path = settings_path(checkpoint)
     text = json.dumps({"format": FORMAT, "version": VERSION,
                        "settings": {k: settings[k] for k in SETTINGS}}, indent=1)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_open(path, "w") as f:
+        f.write(text + "\n")
 
 
 def read_settings(checkpoint):

@@ -18,7 +18,7 @@ Batching and augmentation:
     channel_stats(x), standardize(x, mean, std), destandardize(x, mean, std)
     random_crop(x, size=None, padding=4, rng=None), random_flip(x, rng=None), flip_horizontal(x)
 """
-from ._paths import cache_dir, data_dir
+from ._paths import atomic_open, cache_dir, data_dir
 from .batching import DataLoader, iterate_minibatches, train_val_split
 from .cifar import (CIFAR10_CLASSES, find_cifar10, load_cifar10, read_cifar_binary_batch,
                     read_cifar_python_batch)
@@ -42,5 +42,5 @@ __all__ = [
     "RestrictedUnpickler", "restricted_load", "restricted_loads",
     "iterate_minibatches", "DataLoader", "train_val_split",
     "channel_stats", "standardize", "destandardize", "random_crop", "random_flip", "flip_horizontal",
-    "cache_dir", "data_dir",
+    "atomic_open", "cache_dir", "data_dir",
 ]

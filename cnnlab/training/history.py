@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numbers
 import os
-import tempfile
 
 import numpy as np
 
@@ -86,21 +85,11 @@ class History:
 def _atomic_savefig(fig, path):
     """Write the PNG to a temporary file beside ``path``, then rename it over ``path``: a
     crash never leaves a half-written picture."""
+    from ..data import atomic_open
+
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"History.plot: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_open(path) as f:
+        fig.savefig(f, format="png")
