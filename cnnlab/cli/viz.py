@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 from .common import CLIError, load_model_file, nonneg_int, positive_float, positive_int, shape3
 
 ORDER = 80
@@ -168,26 +166,14 @@ def _run_faithfulness(a):
 
 
 def _run_class_vis(a):
-    from ..data import load_mnist
-    from ..viz._plot import output_path
-    from ..viz.feature_vis import class_visualizations, pixel_space_report, plot_class_visualizations
+    from ..viz.gallery import write_class_visualizations
 
     model = _model(a.model)
     if tuple(model.input_shape) != (1, 28, 28):
         raise CLIError(f"cnnlab viz class-vis judges the images against MNIST digits: the "
                        f"model must take (1, 28, 28) inputs, got {tuple(model.input_shape)}")
-    res = class_visualizations(model, steps=a.steps, seed=a.seed)
-    x, y = load_mnist(a.data_dir, split="train")
-    xt, _ = load_mnist(a.data_dir, split="test")
-    rep = pixel_space_report(np.stack([r["image"] for r in res]), [r["index"] for r in res],
-                             x, y, xt)
-    print(f"5 nearest of {len(x):,} training digits (pixel space): {rep['correct']}/{len(res)} "
-          f"labelled right; mean distance {rep['mean_distance']:.2f}, each: "
-          f"{' '.join(f'{d:.1f}' for d in rep['distances'])}; {rep['within_p99']} within the "
-          f"test digits' 99th percentile {rep['test_p99']:.2f} (median {rep['test_median']:.2f})")
-    path = output_path(a.out, "class_visualizations.png")
-    plot_class_visualizations(res, rep, path)
-    return _done([path])
+    return _done(write_class_visualizations(a.out, model, steps=a.steps, seed=a.seed,
+                                            data_dir=a.data_dir, log=print))
 
 
 def _run_conv_gif(a):

@@ -197,6 +197,30 @@ def write_explanations(out_dir, model, images, methods=None, target=None, layer=
     return [path]
 
 
+def write_class_visualizations(out_dir, model, steps=256, seed=0, data_dir=None, log=None):
+    """class_visualizations.png: each class score maximized (cnnlab.viz.feature_vis), each
+    image titled with the label of its 5 nearest MNIST training digits and its distance to
+    them (the bundled 10,000 training digits unless ``data_dir`` names the IDX files).
+    ``log``: called with a one-line summary of the judgement. -> [path]."""
+    from ..data import load_mnist
+    from .feature_vis import class_visualizations, pixel_space_report, plot_class_visualizations
+
+    res = class_visualizations(model, steps=steps, seed=seed)
+    x, y = load_mnist(data_dir, split="train")
+    xt, _ = load_mnist(data_dir, split="test")
+    rep = pixel_space_report(np.stack([r["image"] for r in res]), [r["index"] for r in res],
+                             x, y, xt)
+    if log is not None:
+        log(f"5 nearest of {len(x):,} training digits (pixel space): {rep['correct']}/"
+            f"{len(res)} labelled right; mean distance {rep['mean_distance']:.2f}, each: "
+            f"{' '.join(f'{d:.1f}' for d in rep['distances'])}; {rep['within_p99']} within the "
+            f"test digits' 99th percentile {rep['test_p99']:.2f} (median "
+            f"{rep['test_median']:.2f})")
+    path = output_path(out_dir, "class_visualizations.png")
+    plot_class_visualizations(res, rep, path)
+    return [path]
+
+
 def write_conv_gif(out_dir, size=5, kernel=3, padding=0, stride=1, example=None, seed=0):
     """conv_n{size}_f{kernel}_p{padding}_s{stride}.gif; ``example='edge'`` is Andrew Ng's
     6x6 image (10s then 0s) with the vertical edge kernel."""
@@ -286,6 +310,9 @@ def write_all(out_dir, model=None, log=print):
         f"Where is the evidence? Saliency, and Grad-CAM at the last conv layer (coarse: each "
         f"cell sees {field[0]}x{field[1]} px)\nand at the first conv block (finer: it follows "
         f"the strokes)" if fine else None)))
+    add(write_explanations(out_dir, model, digits))
+    if tuple(model.input_shape) == (1, 28, 28):
+        add(write_class_visualizations(out_dir, model))
     if len(relus) >= 2 and model.input_shape[0] in (1, 3):
         add(write_deepdream(out_dir, "chelsea", model, layers=relus[:2]))
     if tuple(model.input_shape) == (1, 28, 28):
