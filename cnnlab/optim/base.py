@@ -118,11 +118,6 @@ class Optimizer:
         if self.schedule is not None and not self.schedule.per_step:
             self.lr = self.schedule(epoch)
 
-    def zero_state(self):
-        """Forget all buffers and the step count (as if freshly constructed)."""
-        self.t = 0
-        self._state = None
-
     def get_config(self) -> dict:
         """JSON-able constructor keyword arguments (``lr`` is the current value, or the
         schedule as ``{'schedule': class name, 'config': {...}}``)."""

@@ -87,21 +87,6 @@ def activation(model, x, layer):
     return forward_through(links[:i + 1], x, cache=False)
 
 
-def input_gradient(model, x, layer, objective):
-    """Gradient of ``objective(a) -> (value, d value / d a)`` w.r.t. the input ``x``,
-    where ``a`` is the output of ``layer`` on batch ``x``. Returns (value, a, dx)."""
-    links = chain(model)[:resolve_layer(model, layer) + 1]
-    a = forward_through(links, np.asarray(x, dtype=model_dtype(model)), cache=True)
-    value, da = objective(a)
-    dx = backward_through(links, np.asarray(da, dtype=a.dtype))
-    return value, a, dx
-
-
-def ends_in_softmax(layer):
-    """True when ``layer`` is a Softmax layer or a Dense/Conv with a fused softmax."""
-    return type(layer).__name__ == "Softmax" or getattr(layer, "activation", None) == "softmax"
-
-
 def score_layer(model):
     """Index of the layer whose output are the class scores: the last one, or the one
     before a trailing Softmax layer (gradients of raw scores, not of probabilities)."""
