@@ -77,3 +77,26 @@ def test_cli_class_vis_writes_the_judged_picture(tmp_path, capsys):
                  "--out", str(tmp_path)]) == 0
     assert "labelled right" in capsys.readouterr().out
     assert (tmp_path / "class_visualizations.png").stat().st_size > 1000
+
+
+def test_a_unit_dead_on_the_start_image_comes_alive():
+    """Behind a ReLU a unit that is zero on the start image has no gradient; the ascent
+    follows its pre-activation until it turns positive (no blank pictures for live filters)."""
+    model = cl.Sequential([L.Conv2D(2, 3), L.ReLU()], input_shape=(1, 8, 8), seed=0)
+    conv = model.layers[0]
+    conv.params["w"][...] = 0.0
+    conv.params["w"][1, 0, :, 1] = 1.0   # filter 1 likes a bright vertical stroke
+    conv.params["b"][...] = -0.9         # ... and is dead on a dark image
+    r = FV.feature_visualization(model, 1, 1, steps=60, start=0.05, tv=0, l1=0, seed=0)
+    assert r["start_value"] == 0.0 and r["value"] > 0.2
+    assert r["image"].std() > 0.1
+
+
+def test_write_filters_shows_deeper_layers_as_maximizations(tmp_path):
+    from cnnlab.viz.gallery import write_filters
+
+    model = cl.Sequential([L.Conv2D(4, 3, padding=1), L.ReLU(), L.Conv2D(3, 3, padding=1),
+                           L.ReLU(), L.Flatten(), L.Dense(2)], input_shape=(1, 8, 8), seed=0)
+    paths = write_filters(tmp_path, model, steps=5)
+    assert [p.name for p in paths] == ["filters_conv2d.png", "filters_conv2d_1.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)

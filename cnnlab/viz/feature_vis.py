@@ -125,7 +125,8 @@ def feature_visualization(model, layer, index, steps=256, lr=0.05, decay=1.0, co
     score (class scores only). start: the grey level of the constant start image (its
     logit is a fixed offset under the spectrum; 0.05 suits white-on-black digits). seed:
     the transforms.
-    -> dict 'image' (C, H, W) in (0, 1), 'value' (the unit on the final image, untransformed),
+    -> dict 'image' (C, H, W) in (0, 1), 'start_value' and 'value' (the unit on the constant
+    start image and on the final one, untransformed),
     'history' (objective per step), 'layer', 'index'."""
     steps, copies = int(steps), int(copies)
     if steps < 1 or copies < 1:
@@ -153,6 +154,12 @@ def feature_visualization(model, layer, index, steps=256, lr=0.05, decay=1.0, co
         raw = np.real(np.fft.ifft2(p * s, norm="ortho")) + offset
         return raw, 1.0 / (1.0 + np.exp(-raw))
 
+    # A unit behind a ReLU that is zero on every copy has no gradient: while it is dead the
+    # ascent follows its pre-activation instead, so dead units come alive (as in maximize).
+    relu_last = len(links) > 1 and type(links[-1][1]).__name__ in ("ReLU", "LeakyReLU")
+    start_img = image_of(p)[1]
+    start_value = _objective(forward_through(links, start_img[None].astype(dtype), cache=False),
+                             int(index), log_softmax)[0]
     history = []
     for t in range(1, steps + 1):
         raw, img = image_of(p)
@@ -165,7 +172,11 @@ def feature_visualization(model, layer, index, steps=256, lr=0.05, decay=1.0, co
         batch = np.stack([_warp(img, *sp) for sp in samplers])
         a = forward_through(links, batch.astype(dtype), cache=True)
         value, da = _objective(a, int(index), log_softmax)
-        gb = backward_through(links, da.astype(a.dtype)).astype(np.float64)
+        if relu_last and not np.any(a[:, int(index)] > 0):
+            links[-1][1].backward(da.astype(a.dtype))  # consume its cache; skip its mask
+            gb = backward_through(links[:-1], da.astype(a.dtype)).astype(np.float64)
+        else:
+            gb = backward_through(links, da.astype(a.dtype)).astype(np.float64)
         g_img = sum(_warp_adjoint(gb[k], *samplers[k]) for k in range(copies))
         tv_val, tv_g = _tv(img)
         g_img = g_img - tv * tv_g / npix - l1 * np.sign(img) / npix
@@ -178,7 +189,7 @@ def feature_visualization(model, layer, index, steps=256, lr=0.05, decay=1.0, co
         p = p + lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
     _, img = image_of(p)
     final = forward_through(links, img[None].astype(dtype), cache=False)
-    return {"image": img.astype(np.float32),
+    return {"image": img.astype(np.float32), "start_value": float(start_value),
             "value": _objective(final, int(index), log_softmax)[0],
             "history": history, "layer": links[-1][0], "index": int(index)}
 

@@ -184,6 +184,12 @@ def plot_filters(w, path=None, title=None, max_filters=64, max_channels=16):
     shown += f", first {max_channels} input channels" if (not rgb and c > max_channels) else ""
     ax.set_title((title or "filters") + f"  {_shape_text(w.shape)}{shown}\n{note}", fontsize=9,
                  pad=14 if (rgb or c == 1) else 6)
+    if not rgb:  # signed weights on one grey scale for the whole panel: show its values
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+        m = float(np.abs(w[:max_filters, :max_channels]).max()) or 1.0
+        fig.colorbar(ScalarMappable(Normalize(-m, m), "gray"), ax=ax, fraction=0.04, pad=0.02,
+                     label="weight")
     fig.tight_layout()
     if path is not None:
         save_figure(fig, path)

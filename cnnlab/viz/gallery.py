@@ -87,16 +87,36 @@ def write_feature_maps(out_dir, model, image, layer=None, invert=False):
     return paths
 
 
-def write_filters(out_dir, model, layer=None):
-    """filters_<layer>.png for ``layer`` or every conv layer."""
+def write_filters(out_dir, model, layer=None, max_maximized=16, steps=128, seed=0):
+    """filters_<layer>.png for ``layer`` or every conv layer: a layer that sees the image
+    (1 or 3 input channels) as its weights, which are pictures themselves; a deeper one as
+    the input each filter responds to most (per-filter feature visualization of the
+    activation after it, its first ``max_maximized`` filters), since a grid of 5x5 weight
+    tiles over many input channels says little."""
+    from .feature_vis import feature_visualization
+
     names = [layer_names(model)[resolve_layer(model, layer)]] if layer is not None else \
         features.conv_layer_names(model)
     if not names:
         raise ValueError("the model has no convolution layer")
+    links = chain(model)
     paths = []
     for name in names:
         path = output_path(out_dir, f"filters_{_safe(name)}.png")
-        features.plot_filters(features.layer_filters(model, name), path, title=f"filters of {name!r}")
+        w = features.layer_filters(model, name)
+        if w.ndim != 4 or w.shape[1] <= 3:
+            features.plot_filters(w, path, title=f"filters of {name!r}")
+        else:
+            i = resolve_layer(model, name)
+            target = i + 1 if i + 1 < len(links) and type(links[i + 1][1]).__name__ in (
+                "ReLU", "LeakyReLU") else i
+            dark = model.input_shape[0] == 1  # digits: white ink on black
+            res = [feature_visualization(model, target, k, steps=steps, seed=seed,
+                                         start=0.05 if dark else 0.5, tv=0.2, l1=0.0)
+                   for k in range(min(w.shape[0], max_maximized))]
+            maximize.plot_maximization(res, path, unit="filter", title=(
+                f"filters of {name!r} {tuple(w.shape)}: the input each one responds to most "
+                f"(mean of its map after {links[target][0]!r}; Fourier-parameterized ascent)"))
         paths.append(path)
     return paths
 
