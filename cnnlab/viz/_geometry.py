@@ -8,6 +8,8 @@ the total stride of a net (its sliding-window step when made fully convolutional
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..layers import BatchNorm, Dropout
 from ..layers.activations import _Activation
 from ..layers.pooling import _PoolND
@@ -44,3 +46,21 @@ def receptive_field(links, nsp=2):
             size[a] += stride[a] * d[a] * (k[a] - 1)
             stride[a] *= s[a]
     return tuple(stride), tuple(offset), tuple(size)
+
+
+def place_on_input(cam, links, size):
+    """Upsample a (h, w) map of the layer reached by ``links`` to the input ``size``
+    (H, W), bilinearly, each cell at the centre of its receptive field (exact for
+    'valid' convs, where a plain resize would shift and stretch the map). Falls back to a
+    plain resize when the layers' geometry is unknown."""
+    from ._plot import resize
+
+    try:
+        (sy, sx), (oy, ox), _ = receptive_field(links, nsp=2)
+    except ValueError:
+        return resize(cam, size)
+    h, w = cam.shape
+    ys = np.clip((np.arange(size[0]) - oy) / sy, 0, h - 1)
+    xs = np.clip((np.arange(size[1]) - ox) / sx, 0, w - 1)
+    rows = np.stack([np.interp(ys, np.arange(h), cam[:, j]) for j in range(w)], axis=1)
+    return np.stack([np.interp(xs, np.arange(w), rows[i]) for i in range(size[0])], axis=0)

@@ -20,34 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._graph import (as_batch, backward_through, chain, forward_through, last_conv_index,
-                     model_dtype, resolve_layer, score_layer)
-from ._geometry import receptive_field
-from ._plot import new_figure, normalize, resize, save_figure, to_hwc
-
-
-def place_on_input(cam, links, size):
-    """Upsample a (h, w) map of the layer reached by ``links`` to the input ``size``
-    (H, W), bilinearly, each cell at the centre of its receptive field (exact for
-    'valid' convs, where a plain resize would shift and stretch the map). Falls back to a
-    plain resize when the layers' geometry is unknown."""
-    try:
-        (sy, sx), (oy, ox), _ = receptive_field(links, nsp=2)
-    except ValueError:
-        return resize(cam, size)
-    h, w = cam.shape
-    ys = np.clip((np.arange(size[0]) - oy) / sy, 0, h - 1)
-    xs = np.clip((np.arange(size[1]) - ox) / sx, 0, w - 1)
-    rows = np.stack([np.interp(ys, np.arange(h), cam[:, j]) for j in range(w)], axis=1)
-    return np.stack([np.interp(xs, np.arange(w), rows[i]) for i in range(size[0])], axis=0)
-
-
-def _one_hot_like(scores, target):
-    if not 0 <= target < scores.shape[1]:
-        raise IndexError(f"class {target} is out of range for {scores.shape[1]} class scores")
-    d = np.zeros_like(scores)
-    d[0, target] = 1.0
-    return d
+from . import explainers
+from ._geometry import place_on_input  # noqa: F401  (its home was here; kept importable)
+from ._graph import as_batch, chain, forward_through, model_dtype, score_layer
+from ._plot import new_figure, normalize, save_figure, to_hwc
 
 
 def class_scores(model, x):
@@ -57,19 +33,28 @@ def class_scores(model, x):
     return forward_through(links, xb.astype(model_dtype(model)), cache=False)[0]
 
 
+def _one_sample(x, model, who):
+    """``x`` as a batch of one, its dtype kept (the explainers cast to the model's)."""
+    xb, single = as_batch(x, model)
+    if xb.shape[0] != 1:
+        raise ValueError(f"{who} takes one sample (C, H, W), got a batch of {xb.shape[0]}")
+    return np.asarray(x)[None] if single else np.asarray(x)
+
+
+def _first(result, keys):
+    """Sample 0 of a batched result of :mod:`cnnlab.viz.explainers`."""
+    out = {k: result[k][0] for k in keys}
+    out["target"] = int(result["target"][0])
+    return out
+
+
 def saliency(model, x, target=None):
     """Vanilla-gradient saliency of one sample ``x`` (C, H, W) for class ``target``
     (default: the predicted class). -> dict 'map' (H, W) = max_c |d score / d x|,
-    'gradient' (C, H, W), 'target', 'scores'."""
-    xb, _ = as_batch(x, model)
-    if xb.shape[0] != 1:
-        raise ValueError(f"saliency takes one sample (C, H, W), got a batch of {xb.shape[0]}")
-    links = chain(model)[:score_layer(model) + 1]
-    scores = forward_through(links, xb.astype(model_dtype(model)), cache=True)
-    target = int(np.argmax(scores[0])) if target is None else int(target)
-    g = backward_through(links, _one_hot_like(scores, target))[0].astype(np.float64)
-    return {"map": np.abs(g).max(axis=0), "gradient": g, "target": target,
-            "scores": scores[0].astype(np.float64)}
+    'gradient' (C, H, W), 'target', 'scores'. (The batched form:
+    :func:`cnnlab.viz.explainers.saliency_batch`.)"""
+    res = explainers.saliency_batch(model, _one_sample(x, model, "saliency"), target)
+    return _first(res, ("map", "gradient", "scores"))
 
 
 def gradcam(model, x, target=None, layer=None):
@@ -77,30 +62,12 @@ def gradcam(model, x, target=None, layer=None):
     ``layer`` (default: the last conv layer, or the activation right after it).
 
     -> dict 'map' (H, W) in [0, 1] at the input's resolution, 'cam' (the map at the
-    layer's resolution, not normalized), 'weights' (alpha_k), 'layer', 'target', 'scores'."""
-    xb, _ = as_batch(x, model)
-    if xb.shape[0] != 1:
-        raise ValueError(f"gradcam takes one sample (C, H, W), got a batch of {xb.shape[0]}")
-    links = chain(model)
-    i = last_conv_index(model) if layer is None else resolve_layer(model, layer)
-    j = score_layer(model)
-    if i >= j:
-        raise ValueError(f"Grad-CAM needs a conv layer before the class scores; "
-                         f"{links[i][0]!r} is not")
-    head, tail = links[:i + 1], links[i + 1:j + 1]
-    a = forward_through(head, xb.astype(model_dtype(model)), cache=False)
-    if a.ndim != 4:
-        raise ValueError(f"Grad-CAM needs a layer with 2-D maps (N, K, H, W); {links[i][0]!r} "
-                         f"outputs shape {a.shape}")
-    scores = forward_through(tail, a, cache=True)
-    target = int(np.argmax(scores[0])) if target is None else int(target)
-    da = backward_through(tail, _one_hot_like(scores, target))[0].astype(np.float64)
-    weights = da.mean(axis=(1, 2))
-    cam = np.maximum(np.tensordot(weights, a[0].astype(np.float64), axes=1), 0.0)
-    up = place_on_input(cam, head, xb.shape[2:])
-    top = up.max()
-    return {"map": up / top if top > 0 else up, "cam": cam, "weights": weights,
-            "layer": links[i][0], "target": target, "scores": scores[0].astype(np.float64)}
+    layer's resolution, not normalized), 'weights' (alpha_k), 'layer', 'target', 'scores'.
+    (The batched form: :func:`cnnlab.viz.explainers.gradcam_batch`.)"""
+    res = explainers.gradcam_batch(model, _one_sample(x, model, "gradcam"), target, layer)
+    out = _first(res, ("map", "cam", "weights", "scores"))
+    out["layer"] = res["layer"]
+    return out
 
 
 def _base(x):

@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import functional as F
+
 from ..layers import Concat, Container, Residual, Sequential
 from ._graph import (backward_through, chain, forward_through, last_conv_index, model_dtype,
                      resolve_layer, score_layer)
-from .attribution import place_on_input
+from ._geometry import place_on_input
 
 __all__ = ["METHODS", "explain", "gradcam_batch", "gradcam_plus_plus", "guided_backprop",
            "input_gradients", "integrated_gradients", "layercam", "method_key", "saliency_batch",
@@ -124,11 +126,6 @@ def _guided_backward(layer, dout):
     if _is_relu(layer):
         dout = np.maximum(dout, 0)
     return layer.backward(dout)
-
-
-def _softmax(s):
-    e = np.exp(s - s.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _normalized(maps):
@@ -312,7 +309,7 @@ def scorecam(model, x, target=None, layer=None, batch_size=64):
     rows = np.repeat(t, k)
     for s in range(0, n * k, int(batch_size)):
         out = forward_through(links, masked[s:s + batch_size].astype(xb.dtype), cache=False)
-        probs[s:s + batch_size] = _softmax(out.astype(np.float64))[
+        probs[s:s + batch_size] = F.softmax(out.astype(np.float64), axis=1)[
             np.arange(len(out)), rows[s:s + batch_size]]
     w = probs.reshape(n, k)
     cam = np.maximum(np.einsum("nk,nkij->nij", w, a), 0)

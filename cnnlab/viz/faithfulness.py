@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import functional as F
+from ._imageops import gaussian_blur
+
 from ._graph import chain, forward_through, model_dtype, score_layer
 
 __all__ = ["blur", "center_map", "compare_methods", "deletion_insertion", "format_comparison",
@@ -38,21 +41,11 @@ def center_map(shape, sigma=0.25):
 
 
 def blur(x, sigma=5.0):
-    """Gaussian blur of (N, C, H, W) images over H and W (edges repeated), the insertion
-    curve's starting point (RISE blurs with sigma 5 on 224x224; scale it for small inputs)."""
+    """Gaussian blur of (N, C, H, W) images over H and W (the viz tools' blur, one image at
+    a time), the insertion curve's starting point (RISE blurs with sigma 5 on 224x224;
+    scale it for small inputs)."""
     x = np.asarray(x, dtype=np.float64)
-    if sigma <= 0:
-        return x.copy()
-    r = max(1, int(np.ceil(3 * sigma)))
-    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
-    k /= k.sum()
-    for axis in (2, 3):
-        pad = [(0, 0)] * 4
-        pad[axis] = (r, r)
-        p = np.pad(x, pad, mode="edge")
-        x = sum(w * np.take(p, np.arange(i, i + x.shape[axis]), axis=axis)
-                for i, w in enumerate(k))
-    return x
+    return np.stack([gaussian_blur(img, sigma) for img in x])
 
 
 def _probabilities(model, x, rows, batch_size):
@@ -61,8 +54,7 @@ def _probabilities(model, x, rows, batch_size):
     for s in range(0, len(x), batch_size):
         z = forward_through(links, x[s:s + batch_size].astype(model_dtype(model)),
                             cache=False).astype(np.float64)
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        p = e / e.sum(axis=1, keepdims=True)
+        p = F.softmax(z, axis=1)
         out[s:s + batch_size] = p[np.arange(len(z)), rows[s:s + batch_size]]
     return out
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import functional as F
+
 from ._graph import backward_through, chain, forward_through, model_dtype, resolve_layer
 
 __all__ = ["DIGIT_SETTINGS", "class_visualizations", "feature_visualization",
@@ -86,9 +88,7 @@ def _objective(a, index, log_softmax=False):
     if log_softmax:
         if a.ndim != 2:
             raise ValueError(f"log_softmax needs class scores (N, classes), got {a.shape}")
-        z = a.astype(np.float64)
-        z = z - z.max(axis=1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        logp = F.log_softmax(a.astype(np.float64), axis=1)
         d = -np.exp(logp) / n
         d[:, index] += 1.0 / n
         return float(logp[:, index].mean()), d
