@@ -17,7 +17,6 @@ and writes, atomically:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -34,20 +33,13 @@ sys.path.insert(0, ROOT)
 import cnnlab.models as zoo  # noqa: E402
 from cnnlab.cli._augment import random_affine  # noqa: E402
 from cnnlab.data import load_mnist  # noqa: E402
+from cnnlab.models._pretrained import sha256_file  # noqa: E402  (the digest load checks)
 from cnnlab.optim import SGD, OneCycle  # noqa: E402
 from cnnlab.training import LearningRateScheduler  # noqa: E402
 
 SHARED_MNIST = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "mnist"))
 OUT = os.path.join(ROOT, "cnnlab", "assets", "pretrained")
 COMMAND = "python benchmarks/train_lenet5.py"
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_text(path, text):
@@ -97,7 +89,7 @@ def main(argv=None):
     os.makedirs(a.out, exist_ok=True)
     npz = os.path.join(a.out, "lenet5_mnist.npz")
     model.save(npz)           # atomic (temp file + os.replace)
-    digest = sha256(npz)
+    digest = sha256_file(npz)
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     machine = (f"{platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
                f"NumPy {np.__version__}, shared with other processes")

@@ -275,12 +275,7 @@ def register(sub):
                                   "|d score / d x| of a class"),
                                  ("gradcam", ("gradcam",), "Grad-CAM of a class at a conv layer")):
         q = add(name, helptext, _run_attribution(kind), model="positional", image=None)
-        q.add_argument("image", metavar="IMAGE", nargs="+",
-                       help="image file(s), 'chelsea', 'camera' or mnist:K")
-        q.add_argument("--invert", action="store_true",
-                       help="use 1 - pixel (dark ink on white paper -> MNIST's white on black)")
-        q.add_argument("--target", type=nonneg_int, default=None,
-                       help="class index (default: the predicted class)")
+        _attribution_args(q)
         if name == "gradcam":
             q.add_argument("--layer", type=_layer, default=None,
                            help="conv layer (default: the last conv layer's activation)")
@@ -297,12 +292,7 @@ def register(sub):
                            ("scorecam", "Score-CAM at a conv layer (no gradients)")):
         q = add(name, helptext, _run_explain(None if name == "explain" else [name]),
                 model="positional")
-        q.add_argument("image", metavar="IMAGE", nargs="+",
-                       help="image file(s), 'chelsea', 'camera' or mnist:K")
-        q.add_argument("--invert", action="store_true",
-                       help="use 1 - pixel (dark ink on white paper -> MNIST's white on black)")
-        q.add_argument("--target", type=nonneg_int, default=None,
-                       help="class index (default: the predicted class)")
+        _attribution_args(q)
         q.add_argument("--seed", type=nonneg_int, default=0, help="SmoothGrad's noise")
         if name == "explain":
             q.add_argument("--method", nargs="+", choices=methods, default=None,
@@ -355,6 +345,16 @@ def register(sub):
     q.add_argument("--padding", type=nonneg_int, default=0)
 
     p.set_defaults(func=lambda a: _no_what(p))
+
+
+def _attribution_args(q):
+    """The arguments every attribution command shares: images, --invert, --target."""
+    q.add_argument("image", metavar="IMAGE", nargs="+",
+                   help="image file(s), 'chelsea', 'camera' or mnist:K")
+    q.add_argument("--invert", action="store_true",
+                   help="use 1 - pixel (dark ink on white paper -> MNIST's white on black)")
+    q.add_argument("--target", type=nonneg_int, default=None,
+                   help="class index (default: the predicted class)")
 
 
 def _no_what(parser):

@@ -20,7 +20,6 @@ Layer -> nodes:
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 
@@ -29,6 +28,7 @@ from ..layers import (BatchNorm, Concat, Dense, Dropout, Flatten, LeakyReLU, Lay
 from ..layers.conv import Conv1D, Conv2D, Conv3D
 from ..layers.pooling import (AvgPool1D, AvgPool2D, AvgPool3D, GlobalAvgPool1D,
                               GlobalAvgPool2D, GlobalAvgPool3D, MaxPool1D, MaxPool2D, MaxPool3D)
+from ..data import atomic_open
 from ._onnx import require_onnx
 from .errors import OnnxExportError
 
@@ -191,15 +191,6 @@ def to_onnx(model, path, opset=17, probabilities=False):
     """
     proto = to_model_proto(model, opset, probabilities)
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    data = proto.SerializeToString()
-    fd, tmp = tempfile.mkstemp(prefix=".cnnlab-", suffix=".onnx.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:  # a crash never leaves a half-written file
+        f.write(proto.SerializeToString())
     return path

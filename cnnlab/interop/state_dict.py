@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 
 import numpy as np
 
 from ..layers import BatchNorm, Concat, Container, Dense, Flatten, Residual, Sequential
 from ..layers.conv import _ConvND
+from ..data import atomic_open
 from .errors import StateDictError
 
 PICKLE_HINT = ("PyTorch .pt/.pth files are pickles, which can run code when loaded, so cnnlab "
@@ -363,14 +363,6 @@ def save_state_dict(model, path):
         raise StateDictError(f"save_state_dict: path must end in .safetensors, got {path!r}")
     st = _require_safetensors()
     sd = to_state_dict(model)
-    fd, tmp = tempfile.mkstemp(prefix=".cnnlab-", suffix=".safetensors.tmp",
-                               dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
-    try:
-        st.save_file(sd, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:  # a crash never leaves a half-written file
+        f.write(st.save(sd))
     return path
