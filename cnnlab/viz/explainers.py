@@ -135,6 +135,12 @@ def _normalized(maps):
 
 
 # ----------------------------------------------------------------------- gradient family
+def _scores(model, xb):
+    """Class scores (N, classes) in float64, forward only (no caches kept)."""
+    links = chain(model)[:score_layer(model) + 1]
+    return forward_through(links, xb, cache=False).astype(np.float64)
+
+
 def input_gradients(model, x, target=None, guided=False):
     """-> (scores (N, classes), target (N,), d score_target / d x (N, C, H, W), float64)."""
     xb = _batch(model, x)
@@ -174,7 +180,8 @@ def smoothgrad(model, x, target=None, samples=25, noise=0.15, seed=0):
     if not float(noise) >= 0:
         raise ValueError(f"noise must be >= 0 (a fraction of the input's range), got {noise!r}")
     xb = _batch(model, x)
-    scores, t, _ = input_gradients(model, xb, target)
+    scores = _scores(model, xb)
+    t = _targets(scores, target)
     flat = xb.reshape(len(xb), -1)
     sigma = (noise * (flat.max(axis=1) - flat.min(axis=1))).reshape(-1, *([1] * (xb.ndim - 1)))
     rng = np.random.default_rng(seed)
@@ -215,8 +222,9 @@ def integrated_gradients(model, x, target=None, baseline=0.0, steps=50,
         raise ValueError(f"steps must be >= 1, got {steps}")
     xb = _batch(model, x)
     base = np.broadcast_to(np.asarray(baseline, dtype=np.float64), xb.shape)
-    scores, t, _ = input_gradients(model, xb, target)
-    base_scores = input_gradients(model, base.astype(xb.dtype), t)[0]
+    scores = _scores(model, xb)
+    t = _targets(scores, target)
+    base_scores = _scores(model, base.astype(xb.dtype))
     alphas, weights = _path_points(steps, method)
     total = np.zeros(xb.shape)
     diff = xb.astype(np.float64) - base

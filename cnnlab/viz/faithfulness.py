@@ -122,7 +122,7 @@ def deletion_insertion(model, x, maps, target=None, steps=28, deletion_substrate
     top = maps.reshape(n, -1).max(axis=1).reshape(n, 1, 1)
     lo = maps.reshape(n, -1).min(axis=1).reshape(n, 1, 1)
     unit = np.divide(maps - lo, top - lo, out=np.zeros_like(maps), where=top > lo)
-    y = _probabilities(model, x, t, batch_size)
+    y = F.softmax(clean, axis=1)[np.arange(n), t]  # p_c(x), from the scores above
     o = _probabilities(model, x * unit[:, None], t, batch_size)
     return {"fractions": counts / (h * w), "deletion": deletion, "insertion": insertion,
             "deletion_auc": _auc(deletion), "insertion_auc": _auc(insertion),
