@@ -26,6 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data"))
 sys.path.insert(0, os.path.dirname(HERE))
 
+import cnnlab  # noqa: E402
 import cnnlab.models as zoo  # noqa: E402
 from cnnlab.data import load_cifar10, load_mnist, random_crop, random_flip  # noqa: E402
 from cnnlab.optim import SGD, Adam, OneCycle  # noqa: E402
@@ -166,6 +167,7 @@ TASKS = {"lenet": task_lenet, "cifar-3layer": task_cifar_3layer, "cifar-best": t
 
 
 def main(argv=None):
+    cnnlab.keep_freed_memory()  # the allocator setting the CLI runs with
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", choices=sorted(TASKS), required=True)

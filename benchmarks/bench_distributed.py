@@ -69,6 +69,7 @@ def worker(args):
     from cnnlab.training import Callback
 
     cl.set_num_threads(args.threads)
+    cl.keep_freed_memory()  # the allocator setting the CLI runs with
     shape, batch = NETS[args.model]
     total = args.warmup + args.steps
     rng = np.random.default_rng(0)

@@ -1,6 +1,8 @@
 """cnnlab ops against PyTorch on the CPU, in the same run, same thread count.
 
     python benchmarks/bench_ops.py [--repeat 7] [--rounds 3] [--threads 2] [--quick]
+    python benchmarks/bench_ops.py --routes      # every conv route of cnnlab, by name
+
 
 For each row: median of `repeat` timings after warm-up (the best median of `rounds`
 alternating worker runs), forward and forward+backward
@@ -11,6 +13,10 @@ Each framework is timed in its own worker process, one after the other: in one p
 the idle threads of one library's pool spin-wait and steal the cores from the other
 (measured: a 64x32x32x32 conv fwd+bwd took 47 ms in a fresh process, 78 ms beside
 torch's OpenMP pool; torch's own time moved by 40% the other way).
+
+``--routes`` times cnnlab alone: each conv row fwd+bwd by every route of the route table
+that can run it (``cnnlab.functional.kernels.use_route``), against the textbook im2col
+route, the baseline; the route the automatic choice takes is starred.
 """
 from __future__ import annotations
 
@@ -31,6 +37,8 @@ def _parse():
                    help="worker runs per framework, alternating; each figure is the best of "
                         "their medians (this VM's timings drift between runs, torch's "
                         "(64,3,32,32,32) row between 4.4 and 9.9 ms)")
+    p.add_argument("--routes", action="store_true",
+                   help="cnnlab only: every conv row by every conv route, against im2col")
     p.add_argument("--worker", choices=["cnnlab", "torch"], help=argparse.SUPPRESS)
     return p.parse_args()
 
@@ -53,6 +61,7 @@ elif ARGS.worker == "cnnlab":
     import cnnlab  # noqa: E402
     import cnnlab.functional as F  # noqa: E402
     cnnlab.set_num_threads(ARGS.threads)
+    cnnlab.keep_freed_memory()  # the allocator setting the CLI runs with
 
 CONV_ROWS = [  # (N, C, H, W, K, kernel, stride, pad)
     (64, 1, 28, 28, 6, 5, 1, 2),
@@ -183,8 +192,54 @@ def bn_case(fw, repeat):
     return median_time(fwd, repeat), median_time(fwd_bwd, repeat), None
 
 
+def routes_worker():
+    """fwd+bwd seconds of every conv row by every route that can run it; one JSON line."""
+    from cnnlab.functional.kernels import ROUTES, use_route
+
+    rows = CONV_ROWS[:3] if ARGS.quick else CONV_ROWS
+    res = {"routes": sorted(ROUTES), "rows": []}
+    for row in rows:
+        x, wt, b, s, p, _, _ = _conv_inputs(row)
+        auto = F.conv2d_forward(x, wt, b, s, p)[1].kernel.route
+        times = {}
+        for name in res["routes"]:
+            with use_route(name):
+                try:
+                    times[name] = conv_case(row, "cnnlab", ARGS.repeat)[1]
+                except ValueError:  # the route cannot run this conv
+                    times[name] = None
+        res["rows"].append([f"conv2d {row}", auto, times])
+    print("RESULT " + json.dumps(res))
+
+
+def print_routes(results):
+    rows = results[0]["rows"]
+    names = results[0]["routes"]
+    print(f"cnnlab conv routes, fwd+bwd ms (best of {len(results)} runs' medians; * = the "
+          f"automatic choice; x = speed-up over im2col)  {time.strftime('%Y-%m-%d %H:%M')}  "
+          f"threads {ARGS.threads}\n")
+    hdr = f"{'conv':<44}" + "".join(f"{n:>22}" for n in names)
+    print(hdr)
+    print("-" * len(hdr))
+    for i, (name, auto, _) in enumerate(rows):
+        best = {n: min((r["rows"][i][2][n] for r in results if r["rows"][i][2][n] is not None),
+                       default=None) for n in names}
+        cells = []
+        for n in names:
+            t = best[n]
+            if t is None:
+                cells.append(f"{'-':>22}")
+            else:
+                label = f"{'*' if n == auto else ''}{t * 1e3:.2f} ({best['im2col'] / t:.2f}x)"
+                cells.append(f"{label:>22}")
+        print(f"{name:<44}" + "".join(cells))
+
+
 def worker(fw):
     """Time every row with one framework; print one JSON line."""
+    if ARGS.routes:
+        routes_worker()
+        return
     rows = CONV_ROWS[:3] if ARGS.quick else CONV_ROWS
     res = {"rows": [[f"conv2d {r}", *conv_case(r, fw, ARGS.repeat)] for r in rows]}
     if not ARGS.quick:
@@ -202,6 +257,8 @@ def run_worker(fw):
     cmd = [sys.executable, __file__, "--worker", fw, "--threads", str(ARGS.threads), "--repeat", str(ARGS.repeat)]
     if ARGS.quick:
         cmd.append("--quick")
+    if ARGS.routes:
+        cmd.append("--routes")
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"{fw} worker failed:\n{out.stderr}")
@@ -221,6 +278,9 @@ def _best(results):
 def main():
     if ARGS.worker:
         worker(ARGS.worker)
+        return
+    if ARGS.routes:
+        print_routes([run_worker("cnnlab") for _ in range(max(1, ARGS.rounds))])
         return
     runs = {"cnnlab": [], "torch": []}
     for _ in range(max(1, ARGS.rounds)):

@@ -48,6 +48,7 @@ def run_cnnlab(a):
     from cnnlab.data import load_mnist
     from cnnlab.models import lenet5
 
+    cl.keep_freed_memory()  # the allocator setting the CLI runs with
     x, y = load_mnist(a.data, split="train")
     xt, yt = load_mnist(a.data, split="test")
     model = lenet5(seed=0)

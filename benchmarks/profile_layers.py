@@ -13,6 +13,7 @@ p.add_argument("--model", default="lenet5"); p.add_argument("--batch", type=int,
 p.add_argument("--steps", type=int, default=50)
 p.add_argument("--threads", type=int, default=None, help="cnnlab kernel threads")
 a = p.parse_args()
+cl.keep_freed_memory()  # the allocator setting the CLI runs with
 if a.threads:
     cl.set_num_threads(a.threads)
 model = get(a.model, seed=0)

@@ -30,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
+import cnnlab  # noqa: E402
 import cnnlab.models as zoo  # noqa: E402
 from cnnlab.cli._augment import random_affine  # noqa: E402
 from cnnlab.data import load_mnist  # noqa: E402
@@ -56,6 +57,7 @@ def augment(xb, rng):
 
 
 def main(argv=None):
+    cnnlab.keep_freed_memory()  # the allocator setting the CLI runs with
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=SHARED_MNIST)

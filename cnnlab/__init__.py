@@ -12,7 +12,7 @@ from . import data, functional
 from . import gradcheck
 from . import reference
 from .functional import conv_output_size
-from .functional._kernels import get_num_threads, set_num_threads
+from .functional.kernels import get_num_threads, keep_freed_memory, set_num_threads
 from . import layers, optim, training
 from .training import History, Model, Sequential, load_model
 

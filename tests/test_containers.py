@@ -393,7 +393,9 @@ def test_relu_then_max_pool_is_run_pool_first_with_identical_results():
     x = rng.integers(-2, 3, (4, 2, 6, 6)).astype(np.float64)
     dout = rng.standard_normal((4, 3))
     out = model.forward(x, training=True)
-    assert model._order == [0, 2, 1, 3, 4]  # the swap happened
+    assert model.execution_order() == [0, 2, 1, 3, 4]  # the swap happened
+    assert model.fused_pairs() == [(model.layers[1], model.layers[2])]
+    assert "relu runs after max_pool2d" in model.summary(print_fn=None).text
     dx = model.backward(dout)
     grads = {q: layer.grads[k].copy() for q, layer, k in model.named_parameters()}
     ref_out, ref_dx, ref_grads = _layer_by_layer(model, x, dout)
@@ -412,7 +414,7 @@ def test_relu_then_max_pool_swap_is_exact_with_nan_and_inf():
     x[1, 1, :2, :2] = -1.0  # an all-negative window
     dout = np.random.default_rng(7).standard_normal((2, 2, 2, 2))
     out = model.forward(x, training=True)
-    assert model._order == [1, 0]
+    assert model.execution_order() == [1, 0]
     dx = model.backward(dout)
     ref_out, ref_dx, _ = _layer_by_layer(model, x, dout)
     np.testing.assert_array_equal(out, ref_out)

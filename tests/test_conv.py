@@ -181,10 +181,10 @@ def test_chained_convs_and_strided_views_match_torch(rng):
 def test_chained_row_block_convs_match_torch(rng, monkeypatch):
     """LeNet-like: the first conv's output (images innermost) feeds the second as is (no
     copy); each dx comes back in its input's layout, the padded one as a cropped view."""
-    from cnnlab.functional import _kernels
+    from cnnlab.functional.kernels import conv_rows, memory_order
     seen = []
-    real = _kernels._images_innermost
-    monkeypatch.setattr(_kernels, "_images_innermost", lambda *a: seen.append(real(*a)) or seen[-1])
+    real = conv_rows.images_innermost
+    monkeypatch.setattr(conv_rows, "images_innermost", lambda *a: seen.append(real(*a)) or seen[-1])
     x = rng.standard_normal((3, 1, 12, 12))
     w1, b1 = rng.standard_normal((6, 1, 5, 5)), rng.standard_normal(6)
     w2, b2 = rng.standard_normal((16, 6, 5, 5)), rng.standard_normal(16)
@@ -193,7 +193,7 @@ def test_chained_row_block_convs_match_torch(rng, monkeypatch):
     assert seen[0] is None and seen[1] is not None  # padded: copied; then taken as is
     dy = rng.standard_normal(y.shape)
     dh, dw2, db2 = F.conv2d_backward(dy, c2)
-    assert _kernels.memory_order(dh) == _kernels.memory_order(h)
+    assert memory_order(dh) == memory_order(h)
     dx, dw1, db1 = F.conv2d_backward(dh, c1)
 
     def fn(tx, tw1, tb1, tw2, tb2):
@@ -269,8 +269,8 @@ def test_convnd_infers_rank_and_named_wrappers_agree(rng):
 
 
 # A small map with few channels runs in blocks of output rows, as a convolution over its
-# other axes with a Toeplitz weight matrix in H (_kernels._row_block). Same numbers as
-# the plain batch-last path and torch, at every stride, dilation and padding along H.
+# other axes with a Toeplitz weight matrix in H (the 'rows' route). Same numbers as
+# the batch-last route and torch, at every stride, dilation and padding along H.
 @pytest.mark.parametrize("xs, ws, stride, padding, dilation", [
     ((3, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1),                # LeNet's second conv: 2 blocks of 5 rows
     ((2, 1, 28, 28), (6, 1, 5, 5), 1, 2, 1),                 # LeNet's first: 7 blocks of 4
@@ -281,21 +281,18 @@ def test_convnd_infers_rank_and_named_wrappers_agree(rng):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_toeplitz_lowering_matches_plain_path_and_torch(xs, ws, stride, padding, dilation, dtype,
                                                          rng, monkeypatch):
-    from cnnlab.functional import _kernels
-    calls = []
-    real = _kernels._toeplitz
-    monkeypatch.setattr(_kernels, "_toeplitz", lambda *a: calls.append(a) or real(*a))
+    from cnnlab.functional.kernels import use_route
     x, w, b = (rng.standard_normal(s).astype(dtype) for s in (xs, ws, ws[:1]))
     nsp = len(xs) - 2
     fwd, bwd = getattr(F, f"conv{nsp}d_forward"), getattr(F, f"conv{nsp}d_backward")
     out, cache = fwd(x, w, b, stride, padding, dilation)
     dout = rng.standard_normal(out.shape).astype(dtype)
     grads = bwd(dout, cache)
-    assert len(calls) == 1  # the lowered path ran
-    monkeypatch.setattr(_kernels, "_MAX_INFLATION", 0.0)  # the plain batch-last path
-    p_out, p_cache = fwd(x, w, b, stride, padding, dilation)
-    p_grads = bwd(dout, p_cache)
-    assert len(calls) == 1
+    assert cache.kernel.route == "rows"  # chosen automatically
+    with use_route("batch_last"):
+        p_out, p_cache = fwd(x, w, b, stride, padding, dilation)
+        p_grads = bwd(dout, p_cache)
+    assert p_cache.kernel.route == "batch_last"
     t_out, t_grads = torch_conv(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
                                 stride, padding, dilation, dout.astype(np.float64))
     tol = TOL if dtype == np.float64 else dict(rtol=2e-4, atol=2e-4)
@@ -318,15 +315,15 @@ def test_toeplitz_lowering_matches_plain_path_and_torch(xs, ws, stride, padding,
     ((4, 1, 9, 9), (3, 1, 5, 5), 2, 2),       # batch-last, strided
 ])
 def test_threads_and_chunks_match_torch(threads, xs, ws, stride, padding, rng, monkeypatch):
-    from cnnlab.functional import _kernels
-    monkeypatch.setattr(_kernels, "_CHUNK_BYTES", 3000)  # several chunks per part
-    monkeypatch.setattr(_kernels, "_GRAIN_SCALE", 0)  # split even these tiny inputs
-    monkeypatch.setattr(_kernels, "_GEMM_BLOCK", 7)  # several GEMM blocks per part
-    monkeypatch.setattr(_kernels, "_CHUNK_BYTES_BL", 3000)  # batch-last: several row chunks
+    from cnnlab.functional.kernels import conv_batch_last, conv_channels_last, gemm, runtime
+    monkeypatch.setattr(conv_channels_last, "CHUNK_BYTES", 3000)  # several chunks per part
+    monkeypatch.setattr(runtime, "GRAIN_SCALE", 0)  # split even these tiny inputs
+    monkeypatch.setattr(gemm, "GEMM_BLOCK", 7)  # several GEMM blocks per part
+    monkeypatch.setattr(conv_batch_last, "CHUNK_BYTES", 3000)  # batch-last: several row chunks
     if threads > 1:  # batch-last columns rebuilt in the backward pass instead of kept
-        monkeypatch.setattr(_kernels, "_KEEP_BYTES", 0)
-    before = _kernels.get_num_threads()
-    _kernels.set_num_threads(threads)
+        monkeypatch.setattr(conv_batch_last, "KEEP_BYTES", 0)
+    before = runtime.get_num_threads()
+    runtime.set_num_threads(threads)
     try:
         x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
         out, cache = F.conv2d_forward(x, w, b, stride, padding)
@@ -346,4 +343,4 @@ def test_threads_and_chunks_match_torch(threads, xs, ws, stride, padding, rng, m
             np.testing.assert_allclose(p_out, tp_out, **TOL)
             np.testing.assert_allclose(F.maxpool2d_backward(np.ones_like(p_out), p_cache), tp_dx, **TOL)
     finally:
-        _kernels.set_num_threads(before)
+        runtime.set_num_threads(before)

@@ -167,6 +167,8 @@ def forward_all(mod, rng_seed):
                                 *mod.spatial_batchnorm_backward(d4, cache)]
     out, cache = mod.dropout_forward(x4, {"p": 0.7, "seed": 3})
     res["dropout"] = [out, mod.dropout_backward(d4, cache)]
+    out, cache = mod.flatten_forward(x4)
+    res["flatten"] = [out, mod.flatten_backward(rng.standard_normal(out.shape), cache)]
     out, cache = mod.global_avgpool_forward(x4)
     res["global_avgpool"] = [out, mod.global_avgpool_backward(x4[:, :, 0, 0], cache)]
     res["softmax"] = [mod.softmax(x), mod.softmax(x4, axis=1), mod.log_softmax(x), mod.log_softmax(x4, axis=2)]
@@ -183,7 +185,7 @@ def forward_all(mod, rng_seed):
 
 
 OTHER_OPS = ["relu", "sigmoid", "tanh", "leaky_relu", "affine", "batchnorm", "spatial_batchnorm", "dropout",
-             "global_avgpool", "softmax", "softmax_loss", "svm_loss", "svm_delta",
+             "flatten", "global_avgpool", "softmax", "softmax_loss", "svm_loss", "svm_delta",
              "signal_valid", "signal_same", "signal_full"]
 
 

@@ -5,15 +5,15 @@ import threading
 import numpy as np
 import pytest
 
-from cnnlab.functional import _kernels
+from cnnlab.functional.kernels import layout, runtime
 
 
 @pytest.fixture
 def three_threads():
-    before = _kernels.get_num_threads()
-    _kernels.set_num_threads(3)
+    before = runtime.get_num_threads()
+    runtime.set_num_threads(3)
     yield
-    _kernels.set_num_threads(before)
+    runtime.set_num_threads(before)
 
 
 def test_parts_cover_every_item_once_and_run_on_several_threads(three_threads):
@@ -25,7 +25,7 @@ def test_parts_cover_every_item_once_and_run_on_several_threads(three_threads):
         names.add(threading.current_thread().name)
         return hi - lo
 
-    assert sum(_kernels.parallel(part, _kernels.partition(100))) == 100
+    assert sum(runtime.parallel(part, runtime.partition(100))) == 100
     np.testing.assert_array_equal(seen, 1)
     assert len(names) == 3
 
@@ -37,18 +37,18 @@ def test_an_error_in_a_worker_part_reaches_the_caller_and_the_pool_still_works(t
         return lo
 
     with pytest.raises(KeyError, match="part"):
-        _kernels.parallel(part, [0, 1, 2, 3])
-    assert _kernels.parallel(lambda lo, hi: (lo, hi), [0, 1, 2, 3]) == [(0, 1), (1, 2), (2, 3)]
+        runtime.parallel(part, [0, 1, 2, 3])
+    assert runtime.parallel(lambda lo, hi: (lo, hi), [0, 1, 2, 3]) == [(0, 1), (1, 2), (2, 3)]
 
 
 def test_nested_and_concurrent_calls_run_inline(three_threads):
-    inner = _kernels.parallel(lambda lo, hi: _kernels.parallel(lambda a, b: b - a, [0, 2, 4]),
+    inner = runtime.parallel(lambda lo, hi: runtime.parallel(lambda a, b: b - a, [0, 2, 4]),
                               [0, 1, 2])
     assert inner == [[2, 2], [2, 2]]
     results = []
 
     def caller():
-        results.append(sum(_kernels.parallel(lambda lo, hi: hi - lo, _kernels.partition(50))))
+        results.append(sum(runtime.parallel(lambda lo, hi: hi - lo, runtime.partition(50))))
 
     threads = [threading.Thread(target=caller) for _ in range(4)]
     for t in threads:
@@ -59,10 +59,10 @@ def test_nested_and_concurrent_calls_run_inline(three_threads):
 
 
 def test_small_work_stays_on_one_thread_large_work_splits(three_threads):
-    assert _kernels.partition(64, 2, work=1e6, grain=50e6) == [0, 64]
-    assert len(_kernels.partition(64, 2, work=1e9, grain=50e6)) == 4
+    assert runtime.partition(64, 2, work=1e6, grain=50e6) == [0, 64]
+    assert len(runtime.partition(64, 2, work=1e9, grain=50e6)) == 4
     with pytest.raises(ValueError, match="positive"):
-        _kernels.set_num_threads(0)
+        runtime.set_num_threads(0)
 
 
 @pytest.mark.parametrize("order", [(0, 2, 3, 1), (1, 2, 3, 0), (3, 2, 1, 0), (0, 1, 2, 3)])
@@ -70,11 +70,33 @@ def test_copy_into_any_layout_in_blocks_over_threads(order, three_threads, monke
     """copy_into: a layout-changing copy in cache-sized blocks split over the threads
     (tiny blocks and no grain here, so every block and part boundary is crossed) is an
     exact copy, whatever the two memory orders."""
-    monkeypatch.setattr(_kernels, "_COPY_BLOCK", 7)
-    monkeypatch.setattr(_kernels, "_GRAIN_SCALE", 0)
-    src = _kernels.empty_in_order((5, 3, 4, 6), np.float32, (0, 2, 3, 1))  # channels-last
+    monkeypatch.setattr(layout, "COPY_BLOCK", 7)
+    monkeypatch.setattr(runtime, "GRAIN_SCALE", 0)
+    src = layout.empty_in_order((5, 3, 4, 6), np.float32, (0, 2, 3, 1))  # channels-last
     src[...] = np.arange(src.size).reshape(src.shape)
-    dst = _kernels.empty_in_order(src.shape, src.dtype, order)
-    assert _kernels.copy_into(dst, src) is dst
+    dst = layout.empty_in_order(src.shape, src.dtype, order)
+    assert layout.copy_into(dst, src) is dst
     np.testing.assert_array_equal(dst, src)
-    assert _kernels.memory_order(dst) == order
+    assert layout.memory_order(dst) == order
+
+
+def test_importing_cnnlab_starts_no_thread_and_leaves_the_allocator_alone():
+    """No side effects at import: threads start with the first op big enough to split,
+    and the allocator switch waits for an explicit keep_freed_memory() (the CLI's)."""
+    import subprocess
+    import sys
+    code = (
+        "import threading, numpy as np, cnnlab, cnnlab.models, cnnlab.viz\n"
+        "from cnnlab.functional.kernels import runtime\n"
+        "assert threading.active_count() == 1, threading.enumerate()\n"
+        "assert runtime._kept is False and runtime._fork_hook is False\n"
+        "cnnlab.set_num_threads(2)\n"
+        "import cnnlab.functional as F\n"
+        "x = np.ones((64, 16, 32, 32), np.float32); w = np.ones((32, 16, 3, 3), np.float32)\n"
+        "F.conv2d_forward(x, w, None, 1, 1)\n"
+        "assert threading.active_count() == 2 and runtime._fork_hook\n"
+        "print(cnnlab.keep_freed_memory())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "CNNLAB_KEEP_FREED_MEMORY": ""})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ("True" if sys.platform.startswith("linux") else "False")

@@ -19,6 +19,7 @@ from .conv import (
     conv3d_forward, convnd_backward, convnd_forward,
 )
 from .dropout import dropout_backward, dropout_forward
+from .flatten import flatten_backward, flatten_forward
 from .losses import log_softmax, softmax, softmax_loss, svm_loss
 from .pool import (
     avgpool1d_backward, avgpool1d_forward, avgpool2d_backward, avgpool2d_forward,

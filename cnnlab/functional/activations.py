@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._args import as_float_array, check_cache, check_dout, real_number
-from ._kernels import keep_where
+from .kernels import keep_where
 
 
 class LeakyReluCache(NamedTuple):

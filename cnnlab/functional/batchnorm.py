@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._args import as_float_array, check_cache, check_dout, real_number
-from ._kernels import channel_affine, channel_dot, channel_sums, in_order, memory_order
+from .kernels import channel_affine, channel_dot, channel_sums, in_order, memory_order
 
 
 class BatchNormCache(NamedTuple):
@@ -61,7 +61,7 @@ def _bn_forward(x, gamma, beta, bn_param, axes, shape):
         return channel_affine(x, scale, bt.reshape(d) - rm.astype(x.dtype, copy=False) * scale), None
     m = x.size // d
     # per-channel passes that keep long inner loops in any memory layout (see
-    # _kernels.channel_sums): the mean, x - mean, its mean square, the scale and shift
+    # kernels.channel_sums): the mean, x - mean, its mean square, the scale and shift
     sums, reduce = channel_sums(x), bn_param.get("reduce")
     if reduce is not None:  # sync batch norm: sums over every rank's share of the batch
         total = reduce(np.append(sums.astype(np.float64), m))

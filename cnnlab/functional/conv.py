@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _kernels
+from . import kernels
 from ._args import (as_float_array, as_tuple, check_cache, check_conv_memory, check_conv_sizes,
                     check_dout, check_ndim, check_spatial_rank, output_shape, resolve_padding)
 
@@ -70,7 +70,7 @@ def convnd_forward(x, w, b=None, stride=1, padding=0, dilation=1, nsp=None):
     if x.shape[0] == 0:  # an empty batch gives an empty output, as in PyTorch
         out, kcache = np.zeros((0, w.shape[0]) + out_shape, dtype), None
     else:
-        out, kcache = _kernels.conv_forward(x, w, b, stride, pads, dilation, out_shape)
+        out, kcache = kernels.conv_forward(x, w, b, stride, pads, dilation, out_shape)
     cache = ConvCache(w, b is not None, stride, pads, dilation, x.shape, out.shape, kcache)
     return out, cache
 
@@ -88,7 +88,7 @@ def convnd_backward(dout, cache, need_dx=True):
         dx = np.zeros(x_shape, w.dtype) if need_dx else None
         dw, db = np.zeros_like(w), np.zeros(w.shape[0], w.dtype)
     else:
-        dx, dw, db = _kernels.conv_backward(dout, w, kcache, stride, pads, dilation, need_dx)
+        dx, dw, db = kernels.conv_backward(dout, w, kcache, stride, pads, dilation, need_dx)
     return dx, dw, (db if has_bias else None)
 
 

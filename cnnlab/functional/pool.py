@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _kernels
+from . import kernels
 from ._args import (as_float_array, as_tuple, check_cache, check_dout, check_ndim,
                     check_spatial_rank, output_shape, resolve_padding)
 
@@ -64,20 +64,23 @@ def _setup(x, pool_size, stride, padding, nsp):
     return x, kernel, stride, pads, out_shape
 
 
-def maxpoolnd_forward(x, pool_size, stride=None, padding=0, nsp=None):
-    """Max pooling forward (stride None = pool_size). Returns ``out, cache``."""
+def maxpoolnd_forward(x, pool_size, stride=None, padding=0, nsp=None, keep_cache=True):
+    """Max pooling forward (stride None = pool_size). Returns ``out, cache``;
+    ``keep_cache=False`` (inference) records no winner masks and returns ``out, None``."""
     nsp = np.ndim(x) - 2 if nsp is None else nsp
     x, kernel, stride, pads, out_shape = _setup(x, pool_size, stride, padding, nsp)
-    out, arg = _kernels.maxpool_forward(x, kernel, stride, pads, out_shape)
+    out, arg = kernels.maxpool_forward(x, kernel, stride, pads, out_shape, with_arg=keep_cache)
+    if not keep_cache:
+        return out, None
     return out, MaxPoolCache(arg, x.shape, x.dtype, kernel, stride, pads,
-                             _kernels.memory_order(x), out.shape)
+                             kernels.memory_order(x), out.shape)
 
 
 def maxpoolnd_backward(dout, cache):
     """dx: each window's upstream gradient goes to its maximum (first one on ties)."""
     arg, shape, dtype, kernel, stride, pads, order, out_shape = check_cache(
         cache, MaxPoolCache, "maxpool")
-    return _kernels.maxpool_backward(check_dout(dout, out_shape, dtype), arg, shape, kernel,
+    return kernels.maxpool_backward(check_dout(dout, out_shape, dtype), arg, shape, kernel,
                                      stride, pads, order)
 
 
@@ -85,8 +88,8 @@ def avgpoolnd_forward(x, pool_size, stride=None, padding=0, nsp=None):
     """Average pooling forward (stride None = pool_size). Returns ``out, cache``."""
     nsp = np.ndim(x) - 2 if nsp is None else nsp
     x, kernel, stride, pads, out_shape = _setup(x, pool_size, stride, padding, nsp)
-    out = _kernels.avgpool_forward(x, kernel, stride, pads, out_shape)
-    return out, AvgPoolCache(x.shape, x.dtype, kernel, stride, pads, _kernels.memory_order(x),
+    out = kernels.avgpool_forward(x, kernel, stride, pads, out_shape)
+    return out, AvgPoolCache(x.shape, x.dtype, kernel, stride, pads, kernels.memory_order(x),
                              out.shape)
 
 
@@ -94,13 +97,13 @@ def avgpoolnd_backward(dout, cache):
     """dx: each window's upstream gradient spread evenly, dout / prod(pool_size)."""
     shape, dtype, kernel, stride, pads, order, out_shape = check_cache(
         cache, AvgPoolCache, "avgpool")
-    return _kernels.avgpool_backward(check_dout(dout, out_shape, dtype), shape, kernel, stride,
+    return kernels.avgpool_backward(check_dout(dout, out_shape, dtype), shape, kernel, stride,
                                      pads, order)
 
 
 def _named(fn, nsp, doc):
-    def op(x, pool_size, stride=None, padding=0):
-        return fn(x, pool_size, stride, padding, nsp=nsp)
+    def op(x, pool_size, stride=None, padding=0, **options):
+        return fn(x, pool_size, stride, padding, nsp=nsp, **options)
     op.__doc__ = doc
     return op
 

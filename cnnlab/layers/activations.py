@@ -29,6 +29,7 @@ class _Activation(Layer):
 class ReLU(_Activation):
     """out = max(0, x); dx = dout * [x > 0]."""
     default_name = "relu"
+    commutes_with_max = True  # relu(max(a, b)) == max(relu(a), relu(b)): see Sequential.fused_pairs
     _fwd = staticmethod(F.relu_forward)
     _bwd = staticmethod(F.relu_backward)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from ..functional import _kernels
 from . import _checks, _fused, initializers
 from .base import Layer
 from .serialization import register
@@ -26,19 +25,11 @@ class Flatten(Layer):
         return (int(np.prod(input_shape)),)
 
     def _forward(self, x, training, keep):
-        # the size spelled out, not -1: reshape(0, -1) fails on an empty batch
-        flat = x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
-        return flat, ((x.shape, _kernels.memory_order(x)) if keep else None)
+        out, cache = F.flatten_forward(x)
+        return out, (cache if keep else None)
 
     def _backward(self, dout, cache):
-        # dx in the memory layout of x (channels- or batch-last when a conv made it), where
-        # the layers before work on it: mixed layouts cost them ~3x (LeNet's last ReLU)
-        shape, order = cache
-        if order == tuple(range(len(shape))):
-            return dout.reshape(shape)
-        dx = _kernels.empty_in_order(shape, dout.dtype, order)
-        dx[...] = dout.reshape(shape)
-        return dx
+        return F.flatten_backward(dout, cache)
 
     def flops(self, input_shape):
         return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from ..functional import _args, _kernels
+from ..functional import _args
 from . import _checks
 from .base import Layer
 from .serialization import register
@@ -68,18 +68,14 @@ class _PoolND(Layer):
 
 
 class _MaxPool(_PoolND):
+    is_max_pool = True
     _fwd = staticmethod(F.maxpoolnd_forward)
     _bwd = staticmethod(F.maxpoolnd_backward)
 
     def _forward(self, x, training, keep):
-        if keep:
-            return super()._forward(x, training, keep)
-        # inference: skip recording the winner masks that only backward needs
-        out_shape = _args.output_shape(x.shape[2:], self.pool_size, self._stride, self._pads,
-                                       (1,) * self.nsp)
-        out, _ = _kernels.maxpool_forward(x, self.pool_size, self._stride, self._pads, out_shape,
-                                          with_arg=False)
-        return out, None
+        # inference (keep False) records none of the winner masks that only backward needs
+        return F.maxpoolnd_forward(x, self.pool_size, self._stride, self._pads, nsp=self.nsp,
+                                   keep_cache=keep)
 
 
 class _AvgPool(_PoolND):

@@ -22,6 +22,9 @@ plus attributes
                             'optimizer', 'state', 'batch', 'total'},     # bytes
               'inference': {'activations', 'params', 'total'}}            # bytes
     .text    the printed table (also its str() and repr()).
+    .fused   [(first, second)] names of the neighbours a Sequential runs as one fused step
+             (a ReLU run after the max pool that follows it: see Sequential.fused_pairs),
+             nested containers' with their 'parent/' prefix; listed under the table.
 
 Memory model (bytes = scalars x itemsize). Training: every activation and its gradient
 (2 x batch x totals['activations']), the parameters, their gradients and
@@ -40,9 +43,9 @@ class Summary(list):
     """Rows of a model summary (see the module docstring) with ``totals``, ``memory``
     and ``text`` attributes; ``str(summary)`` is the table."""
 
-    def __init__(self, rows, totals, memory, text):
+    def __init__(self, rows, totals, memory, text, fused=()):
         super().__init__(rows)
-        self.totals, self.memory, self.text = totals, memory, text
+        self.totals, self.memory, self.text, self.fused = totals, memory, text, list(fused)
 
     def __str__(self):
         return self.text
@@ -67,6 +70,15 @@ def _rows(container, input_shape, prefix, expand):
     return rows
 
 
+def _fused(container, prefix=""):
+    """[(relu name, pool name)] of every Sequential in ``container``, nested ones too."""
+    pairs = [(prefix + a.name, prefix + b.name) for a, b in getattr(container, "fused_pairs", list)()]
+    for child in getattr(container, "layers", []):
+        if hasattr(child, "layers"):
+            pairs += _fused(child, f"{prefix}{child.name}/")
+    return pairs
+
+
 def _memory(model, input_shape, totals, batch_size, slots):
     isz = model.dtype.itemsize
     p, s = totals["params"], totals["state"]
@@ -86,7 +98,7 @@ def _mib(n):
     return f"{n / 2 ** 20:,.2f} MiB"
 
 
-def _table(model, rows, totals, memory):
+def _table(model, rows, totals, memory, fused):
     head = ("Layer (type)", "Output shape", "Params", "Activations", "FLOPs")
     cells = [(f"{r['layer']} ({r['type']})", str(r["output_shape"]), f"{r['params']:,}",
               f"{r['activations']:,}", f"{r['flops']:,}") for r in rows]
@@ -111,6 +123,9 @@ def _table(model, rows, totals, memory):
               f"{_mib(tr['batch'])}",
               f"  inference {_mib(inf['total'])} = largest activation pair "
               f"{_mib(inf['activations'])} + params {_mib(inf['params'])}"]
+    if fused:
+        lines.append("Fused (same numbers, fewer passes): "
+                     + "; ".join(f"{a} runs after {b}" for a, b in fused))
     return "\n".join(lines)
 
 
@@ -140,7 +155,8 @@ def summarize(model, input_shape=None, batch_size=32, optimizer_slots=2, expand_
               "activations": model.train_activations(input_shape),
               "flops": model.flops(input_shape)}
     memory = _memory(model, input_shape, totals, batch_size, optimizer_slots)
-    text = _table(model, rows, totals, memory)
+    fused = _fused(model)
+    text = _table(model, rows, totals, memory, fused)
     if print_fn is not None:
         print_fn(text)
-    return Summary(rows, totals, memory, text)
+    return Summary(rows, totals, memory, text, fused)
