@@ -37,6 +37,9 @@ def _parse():
                    help="worker runs per framework, alternating; each figure is the best of "
                         "their medians (this VM's timings drift between runs, torch's "
                         "(64,3,32,32,32) row between 4.4 and 9.9 ms)")
+    p.add_argument("--shapes", choices=["default", "cifar"], default="default",
+                   help="conv rows: the default set, or cifar_resnet's convs at batch 128 "
+                        "with the dx-by-correlation convs of its stride-1 backward passes")
     p.add_argument("--routes", action="store_true",
                    help="cnnlab only: every conv row by every conv route, against im2col")
     p.add_argument("--worker", choices=["cnnlab", "torch"], help=argparse.SUPPRESS)
@@ -72,6 +75,19 @@ CONV_ROWS = [  # (N, C, H, W, K, kernel, stride, pad)
     (32, 128, 8, 8, 256, 3, 1, 1),
     (16, 3, 224, 224, 64, 11, 4, 2),
 ]
+CIFAR_ROWS = [  # cifar_resnet (default widths 16/32/64/128), batch 128
+    (128, 3, 32, 32, 16, 3, 1, 1),
+    (128, 16, 32, 32, 32, 3, 1, 1),
+    (128, 32, 16, 16, 32, 3, 1, 1),
+    (128, 32, 16, 16, 64, 3, 1, 1),
+    (128, 64, 8, 8, 128, 3, 1, 1),
+    (128, 128, 4, 4, 128, 3, 1, 1),
+    (128, 32, 32, 32, 16, 3, 1, 1),  # the dx of the second as a convolution
+    (128, 64, 16, 16, 32, 3, 1, 1),  # the dx of the fourth
+    (128, 128, 8, 8, 64, 3, 1, 1),  # the dx of the fifth
+]
+if ARGS.shapes == "cifar":
+    CONV_ROWS = CIFAR_ROWS
 
 
 def median_time(fn, repeat):
@@ -254,7 +270,8 @@ def worker(fw):
 
 
 def run_worker(fw):
-    cmd = [sys.executable, __file__, "--worker", fw, "--threads", str(ARGS.threads), "--repeat", str(ARGS.repeat)]
+    cmd = [sys.executable, __file__, "--worker", fw, "--threads", str(ARGS.threads), "--repeat",
+           str(ARGS.repeat), "--shapes", ARGS.shapes]
     if ARGS.quick:
         cmd.append("--quick")
     if ARGS.routes:
