@@ -136,6 +136,7 @@ TORCH_FWD = {"aten::conv2d": "Conv2D", "aten::batch_norm": "BatchNorm", "aten::m
              "aten::relu_": "ReLU", "aten::relu": "ReLU", "aten::add": "Residual",
              "aten::add_": "BatchNorm",  # num_batches_tracked += 1
              "aten::flatten": "Flatten", "aten::linear": "Dense", "loss": "loss",
+             "aten::ones_like": "loss",  # loss.backward()'s seed gradient
              "optimizer step": "optimizer step", "Optimizer.zero_grad#SGD.zero_grad": "optimizer step"}
 TORCH_BWD = {"ConvolutionBackward0": "Conv2D", "NativeBatchNormBackward0": "BatchNorm",
              "MaxPool2DWithIndicesBackward0": "MaxPool2D", "ReluBackward0": "ReLU",
