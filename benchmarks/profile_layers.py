@@ -44,7 +44,8 @@ def _args():
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     p.add_argument("--threads", type=int, default=None,
-                   help="cnnlab kernel threads / torch.set_num_threads (default: cnnlab's)")
+                   help="cnnlab kernel threads and BLAS threads / torch.set_num_threads "
+                        "(default: cnnlab's default, BLAS's own)")
     p.add_argument("--framework", choices=["cnnlab", "torch"], default="cnnlab")
     a = p.parse_args()
     if a.framework == "torch" and a.model != "cifar_resnet":
@@ -203,8 +204,11 @@ def print_types(step_ms, by_type):
 
 def main():
     a = _args()
-    if a.threads:
+    if a.threads:  # as bench_train.py: the kernels' threads, and BLAS's outside their parts
         cl.set_num_threads(a.threads)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(a.threads, user_api="blas")
     print_types(*(profile_torch(a) if a.framework == "torch" else profile_cnnlab(a)))
 
 
