@@ -1,6 +1,8 @@
-"""One LeNet-5 training epoch on MNIST (24,000 images): cnnlab against the same net in PyTorch.
+"""Training speed of cnnlab against the same net in PyTorch: one LeNet-5 epoch on MNIST
+(24,000 images), and cifar_resnet's training throughput on CIFAR-shaped data.
 
     python benchmarks/bench_train.py [--data ../shared/data/mnist] [--threads 2] [--epochs 1] [--rounds 3]
+    python benchmarks/bench_train.py --threads 2 --nets cifar [--cifar-steps 30]   # one of the two
 
 Each framework runs in its own process (so peak resident memory is its own), same net
 (conv 6@5x5 pad 2 - relu - maxpool 2 - conv 16@5x5 - relu - maxpool 2 - fc 120 - relu -
@@ -8,6 +10,19 @@ fc 84 - relu - fc 10), same batch size (64), same optimizer (SGD, lr 0.05, momen
 float32. Prints seconds per epoch, images per second, peak RSS, test accuracy, and
 inference throughput on the 10,000 test images; then the ratios. The two frameworks run
 alternately `rounds` times and the fastest run of each is reported.
+
+cifar: ``cnnlab.models.cifar_resnet`` at its default widths against its PyTorch mirror
+(``build`` of ``benchmarks/pretrain_cifar_torch.py``, the net whose weights cnnlab's
+importer maps layer for layer; the parameter counts are checked equal), batch 128, SGD
+Nesterov momentum 0.9, weight decay 5e-4 on every array (what cnnlab's SGD does; torch gets
+one parameter group to match), float32, on synthetic CIFAR-shaped data (uniform in
+[-0.5, 0.5), random labels: the speed hardly depends on the values; both processes hold
+the same (warm-up + timed steps) x 128 images, 52 MB by default). Each process trains
+``--cifar-warmup`` untimed steps (first-call allocations), then times ``--cifar-steps``
+steps -- cnnlab through ``Model.fit``, torch through the same loop as LeNet's -- and
+reports images/s and its peak RSS. Both frameworks run on ``--threads`` threads
+(``cnnlab.set_num_threads``, ``torch.set_num_threads``; checked equal), alternately,
+``--rounds`` times, fastest run of each reported. ``--nets`` picks the benchmarks.
 """
 from __future__ import annotations
 
@@ -20,7 +35,12 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # the workers measure this checkout's cnnlab
 DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "mnist"))
+NETS = ("lenet", "cifar")
+# the cifar benchmark's net and recipe (bench_accuracy.py --task cifar-best trains with it)
+CIFAR_WIDTHS = (16, 32, 64, 128)  # cifar_resnet's defaults
+CIFAR = dict(batch_size=128, lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4)
 
 
 def _args(argv=None):
@@ -33,8 +53,19 @@ def _args(argv=None):
     p.add_argument("--rounds", type=int, default=3,
                    help="runs per framework, alternating; the fastest epoch and inference of "
                         "each are reported (timings on this VM drift by 5-10%% between runs)")
+    p.add_argument("--nets", nargs="+", choices=NETS, default=list(NETS),
+                   help="which benchmarks (default both): lenet (an MNIST epoch) and cifar "
+                        "(cifar_resnet training throughput on synthetic CIFAR-shaped data)")
+    p.add_argument("--cifar-steps", type=int, default=30,
+                   help="timed training steps of the cifar benchmark (default 30)")
+    p.add_argument("--cifar-warmup", type=int, default=3,
+                   help="untimed training steps before them (default 3)")
     p.add_argument("--framework", choices=["cnnlab", "torch"], help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if a.threads < 1 or a.rounds < 1 or a.cifar_steps < 1 or a.cifar_warmup < 0:
+        p.error(f"--threads, --rounds and --cifar-steps must be >= 1 and --cifar-warmup >= 0, "
+                f"got {a.threads}, {a.rounds}, {a.cifar_steps} and {a.cifar_warmup}")
+    return a
 
 
 def _peak_rss_mib():
@@ -49,6 +80,7 @@ def run_cnnlab(a):
     from cnnlab.models import lenet5
 
     cl.keep_freed_memory()  # the allocator setting the CLI runs with
+    cl.set_num_threads(a.threads)
     x, y = load_mnist(a.data, split="train")
     xt, yt = load_mnist(a.data, split="test")
     model = lenet5(seed=0)
@@ -62,7 +94,7 @@ def run_cnnlab(a):
     infer_s = time.perf_counter() - t0
     acc = float((probs.argmax(1) == yt).mean())
     return dict(n_train=len(x), n_test=len(xt), train_s=train_s, infer_s=infer_s, acc=acc,
-                rss=_peak_rss_mib(), numpy=np.__version__)
+                rss=_peak_rss_mib(), threads=cl.get_num_threads(), numpy=np.__version__)
 
 
 def run_torch(a):
@@ -101,28 +133,124 @@ def run_torch(a):
         infer_s = time.perf_counter() - t0
     acc = float((preds.argmax(1).numpy() == yt).mean())
     return dict(n_train=len(x), n_test=len(xt), train_s=train_s, infer_s=infer_s, acc=acc,
-                rss=_peak_rss_mib(), torch=torch.__version__, numpy=np.__version__)
+                rss=_peak_rss_mib(), threads=torch.get_num_threads(), torch=torch.__version__,
+                numpy=np.__version__)
 
 
-def main():
-    a = _args()
-    if a.framework:
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ.setdefault(var, str(a.threads))
-        res = run_cnnlab(a) if a.framework == "cnnlab" else run_torch(a)
-        print("RESULT " + json.dumps(res))
-        return
-    env = dict(os.environ, **{v: str(a.threads) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
+def _synthetic_cifar(a):
+    """(x, y): warm-up + timed steps' worth of CIFAR-shaped float32 images and labels,
+    the same in both processes."""
+    import numpy as np
+
+    n = (a.cifar_warmup + a.cifar_steps) * CIFAR["batch_size"]
+    rng = np.random.default_rng(0)
+    x = rng.random((n, 3, 32, 32), dtype=np.float32) - np.float32(0.5)
+    return x, rng.integers(0, 10, n)
+
+
+def run_cnnlab_cifar(a):
+    import numpy as np
+
+    import cnnlab as cl
+    from cnnlab.models import cifar_resnet
+
+    cl.keep_freed_memory()  # the allocator setting the CLI runs with
+    cl.set_num_threads(a.threads)
+    x, y = _synthetic_cifar(a)
+    model = cifar_resnet(widths=CIFAR_WIDTHS, seed=0)
+    c = CIFAR
+    opt = cl.optim.SGD(lr=c["lr"], momentum=c["momentum"], nesterov=c["nesterov"],
+                       weight_decay=c["weight_decay"])
+    bs, warm = c["batch_size"], a.cifar_warmup * c["batch_size"]
+    if warm:
+        model.fit(x[:warm], y[:warm], epochs=1, batch_size=bs, optimizer=opt, verbose=0, seed=0)
+    t0 = time.perf_counter()
+    model.fit(x[warm:], y[warm:], epochs=1, batch_size=bs, optimizer=opt, verbose=0, seed=1)
+    train_s = time.perf_counter() - t0
+    return dict(n_train=len(x) - warm, steps=a.cifar_steps, train_s=train_s, rss=_peak_rss_mib(),
+                params=model.count_params(), threads=cl.get_num_threads(), numpy=np.__version__)
+
+
+def run_torch_cifar(a):
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from pretrain_cifar_torch import build  # the layer-for-layer mirror of cifar_resnet
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    x, y = _synthetic_cifar(a)
+    net = build(CIFAR_WIDTHS).train()
+    c = CIFAR
+    # one parameter group: cnnlab's SGD decays every array, batch norms' included
+    opt = torch.optim.SGD(net.parameters(), lr=c["lr"], momentum=c["momentum"],
+                          nesterov=c["nesterov"], weight_decay=c["weight_decay"])
+    X, Y = torch.from_numpy(x), torch.from_numpy(y)
+    bs, warm = c["batch_size"], a.cifar_warmup * c["batch_size"]
+    g = torch.Generator().manual_seed(0)
+
+    def train(lo, hi):
+        perm = lo + torch.randperm(hi - lo, generator=g)
+        for i in range(0, hi - lo, bs):
+            idx = perm[i:i + bs]
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(net(X[idx]), Y[idx])
+            loss.backward()
+            opt.step()
+
+    train(0, warm)
+    t0 = time.perf_counter()
+    train(warm, len(X))
+    train_s = time.perf_counter() - t0
+    return dict(n_train=len(x) - warm, steps=a.cifar_steps, train_s=train_s, rss=_peak_rss_mib(),
+                params=sum(p.numel() for p in net.parameters()), threads=torch.get_num_threads(),
+                torch=torch.__version__, numpy=np.__version__)
+
+
+RUNNERS = {("lenet", "cnnlab"): run_cnnlab, ("lenet", "torch"): run_torch,
+           ("cifar", "cnnlab"): run_cnnlab_cifar, ("cifar", "torch"): run_torch_cifar}
+
+
+def _measure(a, net, env):
+    """Run each framework's worker `rounds` times, alternately. -> {framework: [result]}"""
     runs = {"torch": [], "cnnlab": []}
-    for _ in range(max(1, a.rounds)):
+    for _ in range(a.rounds):
         for fw in runs:
-            cmd = [sys.executable, __file__, "--framework", fw, "--data", a.data, "--threads", str(a.threads),
-                   "--epochs", str(a.epochs), "--batch-size", str(a.batch_size), "--lr", str(a.lr)]
+            cmd = [sys.executable, __file__, "--framework", fw, "--nets", net, "--data", a.data,
+                   "--threads", str(a.threads), "--epochs", str(a.epochs), "--batch-size",
+                   str(a.batch_size), "--lr", str(a.lr), "--cifar-steps", str(a.cifar_steps),
+                   "--cifar-warmup", str(a.cifar_warmup)]
             out = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if out.returncode != 0:
-                sys.exit(f"{fw} run failed:\n{out.stderr}")
+                sys.exit(f"{fw} {net} run failed:\n{out.stderr}")
             line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")][-1]
             runs[fw].append(json.loads(line[len("RESULT "):]))
+    for key in ("threads", "params"):  # the same work on both sides, or no comparison
+        seen = {fw: rs[0][key] for fw, rs in runs.items() if key in rs[0]}
+        if len(set(seen.values())) > 1:
+            sys.exit(f"{net}: the frameworks differ in {key}: {seen}")
+    return runs
+
+
+def report_cifar(a, runs):
+    results = {fw: dict(rs[0], train_s=min(r["train_s"] for r in rs), rss=max(r["rss"] for r in rs))
+               for fw, rs in runs.items()}
+    c = CIFAR
+    print(f"cifar_resnet widths {'-'.join(map(str, CIFAR_WIDTHS))} ({results['torch']['params']:,} "
+          f"parameters), synthetic 3x32x32 data, batch {c['batch_size']}, SGD Nesterov momentum "
+          f"{c['momentum']:g} weight decay {c['weight_decay']:g} lr {c['lr']:g}, float32, "
+          f"{a.threads} threads, {a.cifar_steps} timed steps after {a.cifar_warmup}, "
+          f"{time.strftime('%Y-%m-%d')}")
+    print(f"{'':10}{'s/step':>10}{'img/s':>10}{'peak RSS MiB':>14}")
+    for fw, r in results.items():
+        print(f"{fw:10}{r['train_s'] / r['steps']:10.3f}{r['n_train'] / r['train_s']:10.0f}{r['rss']:14.0f}")
+    cn, t = results["cnnlab"], results["torch"]
+    print(f"\ntraining speed cnnlab/torch: {t['train_s'] / cn['train_s']:.2f}x (target >= 1.0x);  "
+          f"peak RSS cnnlab/torch: {cn['rss'] / t['rss']:.2f}x (target <= 1.0x)")
+
+
+def report_lenet(a, runs):
     results = {}
     for fw, rs in runs.items():  # fastest of the rounds; memory and accuracy do not vary
         results[fw] = dict(rs[0], train_s=min(r["train_s"] for r in rs), infer_s=min(r["infer_s"] for r in rs),
@@ -137,6 +265,22 @@ def main():
     print(f"\nepoch time cnnlab/torch: {c['train_s'] / t['train_s']:.2f}x (target <= 1.25x);  "
           f"peak RSS cnnlab/torch: {c['rss'] / t['rss']:.2f}x (target <= 1.20x);  "
           f"inference speed cnnlab/torch: {t['infer_s'] / c['infer_s']:.2f}")
+
+
+def main():
+    a = _args()
+    if a.framework:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, str(a.threads))
+        res = RUNNERS[a.nets[0], a.framework](a)
+        print("RESULT " + json.dumps(res))
+        return
+    env = dict(os.environ, **{v: str(a.threads) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
+    nets = [n for n in NETS if n in a.nets]
+    for i, net in enumerate(nets):
+        if i:
+            print()
+        (report_lenet if net == "lenet" else report_cifar)(a, _measure(a, net, env))
 
 
 if __name__ == "__main__":
