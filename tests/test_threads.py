@@ -100,3 +100,43 @@ def test_importing_cnnlab_starts_no_thread_and_leaves_the_allocator_alone():
                          env={**__import__("os").environ, "CNNLAB_KEEP_FREED_MEMORY": ""})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ("True" if sys.platform.startswith("linux") else "False")
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "batch_last"])
+def test_batch_norm_and_relu_split_over_threads_match_torch(layout, three_threads, monkeypatch):
+    """Batch norm's per-channel passes and ReLU cut into parts (tiny grain here): the parts
+    add up to torch's numbers in every memory layout the convs hand over."""
+    import torch
+    from conftest import torch_autograd
+
+    import cnnlab.functional as F
+    monkeypatch.setattr(runtime, "GRAIN_SCALE", 0)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 5, 4, 3)) * 2 + 1
+    d = rng.standard_normal(x.shape)
+    order = {"nchw": (0, 1, 2, 3), "channels_last": (0, 2, 3, 1), "batch_last": (1, 2, 3, 0)}[layout]
+    xs, ds = (layout_copy(a, order) for a in (x, d))
+    gamma, beta = rng.standard_normal(5), rng.standard_normal(5)
+    out, cache = F.spatial_batchnorm_forward(xs, gamma, beta, {"mode": "train"})
+    h, hc = F.relu_forward(out)
+    dx, dg, db = F.spatial_batchnorm_backward(F.relu_backward(ds, hc), cache)
+    assert layout_of(h) == order and layout_of(dx) == order
+
+    def fn(a, g, b):
+        return torch.relu(torch.nn.functional.batch_norm(a, None, None, g, b, training=True))
+
+    t_out, t_grads = torch_autograd(fn, (x, gamma, beta), d)
+    np.testing.assert_allclose(h, t_out, rtol=1e-9, atol=1e-9)
+    for ours, theirs in zip((dx, dg, db), t_grads):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-8, atol=1e-9)
+
+
+def layout_copy(a, order):
+    """A copy of ``a`` laid out in memory in axis ``order``."""
+    out = layout.empty_in_order(a.shape, a.dtype, order)
+    out[...] = a
+    return out
+
+
+def layout_of(a):
+    return layout.memory_order(a)

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._args import as_float_array, check_cache, check_dout, real_number
-from .kernels import keep_where
+from . import kernels
 
 
 class LeakyReluCache(NamedTuple):
@@ -22,7 +22,7 @@ class LeakyReluCache(NamedTuple):
 def relu_forward(x):
     """out = max(0, x); NaN stays NaN."""
     x = as_float_array(x, "x")
-    out = np.maximum(x, 0)
+    out = kernels.relu(x)
     return out, out
 
 
@@ -30,7 +30,7 @@ def relu_backward(dout, cache):
     """dx = dout * [x > 0], and dout where x is NaN (as PyTorch). The cache is the output,
     which is > 0, 0 or NaN: out != 0 is that mask in one comparison."""
     out = check_cache(cache, np.ndarray, "relu")
-    return keep_where(check_dout(dout, out.shape, out.dtype), out != 0)
+    return kernels.relu_grad(check_dout(dout, out.shape, out.dtype), out)
 
 
 def leaky_relu_forward(x, alpha=0.01):

@@ -23,14 +23,14 @@ window (9 for 3x3), over cache-sized chunks of images, and over one part per thr
 """
 from .channels import channel_affine, channel_dot, channel_sums
 from .conv import AUTO, ROUTES, choose_route, conv_backward, conv_forward, use_route
-from .elementwise import all_finite, keep_where, masked
+from .elementwise import all_finite, keep_where, masked, relu, relu_grad
 from .layout import empty_in_order, in_order, memory_order
 from .pooling import avgpool_backward, avgpool_forward, maxpool_backward, maxpool_forward
 from .runtime import get_num_threads, keep_freed_memory, set_num_threads
 
 __all__ = [
     "AUTO", "ROUTES", "choose_route", "conv_forward", "conv_backward", "use_route",
-    "channel_affine", "channel_dot", "channel_sums", "all_finite", "keep_where", "masked",
+    "channel_affine", "channel_dot", "channel_sums", "all_finite", "keep_where", "masked", "relu", "relu_grad",
     "empty_in_order", "in_order", "memory_order", "maxpool_forward", "maxpool_backward",
     "avgpool_forward", "avgpool_backward", "get_num_threads", "set_num_threads",
     "keep_freed_memory",

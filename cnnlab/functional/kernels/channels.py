@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import runtime
 from .layout import empty_in_order, memory_order
 
 # Batch norm's statistics and its scale-and-shift act per channel. When the channels are
@@ -25,13 +26,34 @@ def _channel_rows(x):
     return v.reshape(p // m, m * c), m
 
 
+def _split(x):
+    """The axis to split x (N, C, *S) over the threads -- the one outermost in memory, so
+    each thread streams its own block -- and the bounds of its parts."""
+    axis = 1 if memory_order(x)[0] == 1 else 0
+    return axis, runtime.partition(x.shape[axis], 1, x.size, runtime.NUMBERS_PER_PART)
+
+
+def _along(a, axis, lo, hi):
+    return a[(slice(None),) * axis + (slice(lo, hi),)]
+
+
+def _per_channel(parts, axis):
+    """Per-part (C,) results summed, or (channels of a part) joined when split by channel."""
+    return sum(parts) if axis == 0 else np.concatenate(parts)
+
+
 def channel_sums(x):
     """x (N, C, *S) -> (C,): the sum over every axis but the channels."""
     rows = _channel_rows(x)
     if rows is None:
-        return x.sum(axis=(0,) + tuple(range(2, x.ndim)))
+        axes = (0,) + tuple(range(2, x.ndim))
+        axis, bounds = _split(x)
+        return _per_channel(runtime.parallel(
+            lambda lo, hi: _along(x, axis, lo, hi).sum(axis=axes), bounds), axis)
     v, m = rows
-    return v.sum(axis=0).reshape(m, -1).sum(axis=0)
+    parts = runtime.parallel(lambda lo, hi: v[lo:hi].sum(axis=0),
+                             runtime.partition(len(v), 1, v.size, runtime.NUMBERS_PER_PART))
+    return sum(parts).reshape(m, -1).sum(axis=0)
 
 
 def channel_dot(a, b):
@@ -40,26 +62,46 @@ def channel_dot(a, b):
     ra, rb = _channel_rows(a), _channel_rows(b)
     if ra is None or rb is None or ra[1] != rb[1]:
         idx = "abcdefghij"[:a.ndim]
-        return np.einsum(f"{idx},{idx}->{idx[1]}", a, b)
-    return np.einsum("ij,ij->j", ra[0], rb[0]).reshape(ra[1], -1).sum(axis=0)
+        axis, bounds = _split(a)
+        return _per_channel(runtime.parallel(
+            lambda lo, hi: np.einsum(f"{idx},{idx}->{idx[1]}", _along(a, axis, lo, hi),
+                                     _along(b, axis, lo, hi)), bounds), axis)
+    va, vb, m = ra[0], rb[0], ra[1]
+    parts = runtime.parallel(lambda lo, hi: np.einsum("ij,ij->j", va[lo:hi], vb[lo:hi]),
+                             runtime.partition(len(va), 1, va.size, runtime.NUMBERS_PER_PART))
+    return sum(parts).reshape(m, -1).sum(axis=0)
 
 
 def channel_affine(x, scale, shift=None, out=None):
     """x * scale[c] + shift[c] for x (N, C, *S), scale/shift (C,) or None (no scaling, no
-    shift) -> a new array in x's memory layout, or ``out``."""
+    shift) -> a new array in x's memory layout, or ``out``; the parts of a big x run on
+    the threads."""
     if out is None:
         out = empty_in_order(x.shape, x.dtype, memory_order(x))
     rx, ro = _channel_rows(x), _channel_rows(out)
     if rx is not None and ro is not None and rx[1] == ro[1]:
-        (x, m), out_v = rx, ro[0]
-        spread = lambda a: np.tile(a.astype(x.dtype, copy=False), m)  # noqa: E731
+        (xv, m), out_v = rx, ro[0]
+        s = None if scale is None else np.tile(scale.astype(x.dtype, copy=False), m)
+        t = None if shift is None else np.tile(shift.astype(x.dtype, copy=False), m)
+        axis, n = 0, len(xv)
     else:
-        out_v = out
-        spread = lambda a: a.reshape((1, -1) + (1,) * (x.ndim - 2)).astype(x.dtype, copy=False)  # noqa: E731
-    if scale is None:
-        np.add(x, spread(shift), out=out_v)
-        return out
-    np.multiply(x, spread(scale), out=out_v)
-    if shift is not None:
-        np.add(out_v, spread(shift), out=out_v)
+        xv, out_v = x, out
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        s = None if scale is None else scale.reshape(shape).astype(x.dtype, copy=False)
+        t = None if shift is None else shift.reshape(shape).astype(x.dtype, copy=False)
+        axis = 1 if memory_order(x)[0] == 1 else 0
+        n = x.shape[axis]
+
+    def part(lo, hi):
+        xs, os_ = _along(xv, axis, lo, hi), _along(out_v, axis, lo, hi)
+        # the scale and shift of a part: sliced too when the parts are channels
+        ss, ts = ((a if a is None or axis == 0 else _along(a, 1, lo, hi)) for a in (s, t))
+        if ss is None:
+            np.add(xs, ts, out=os_)
+            return
+        np.multiply(xs, ss, out=os_)
+        if ts is not None:
+            np.add(os_, ts, out=os_)
+
+    runtime.parallel(part, runtime.partition(n, 1, x.size, runtime.NUMBERS_PER_PART))
     return out

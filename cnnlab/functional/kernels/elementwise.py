@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import runtime
+from .layout import empty_in_order, memory_order
+
 
 def all_finite(a):
     """True when ``a`` holds no inf or NaN: its max and min are finite (NaN propagates
@@ -36,3 +39,47 @@ def masked(a, mask, out=None, finite=None):
         return exact
     out[...] = exact
     return out
+
+
+def _flat(*arrays):
+    """1-D views of arrays that are all contiguous in one memory order, else None: an
+    elementwise op over them can then be cut into parts for the threads."""
+    order = memory_order(arrays[0])
+    views = []
+    for a in arrays:
+        t = a.transpose(order)
+        if memory_order(a) != order or not t.flags.c_contiguous:
+            return None
+        views.append(t.reshape(-1))
+    return views
+
+
+def _parts(n):
+    return runtime.partition(n, 1, n, runtime.NUMBERS_PER_PART)
+
+
+def relu(x):
+    """max(0, x) in x's memory layout (NaN stays NaN), the parts of a big x on the threads."""
+    out = empty_in_order(x.shape, x.dtype, memory_order(x))
+    flat = _flat(x, out)
+    if flat is None:
+        return np.maximum(x, 0, out=out)
+    fx, fo = flat
+    runtime.parallel(lambda lo, hi: np.maximum(fx[lo:hi], 0, out=fo[lo:hi]), _parts(fx.size))
+    return out
+
+
+def relu_grad(dout, out):
+    """dout where out != 0 (out = relu's output: > 0, 0 or NaN), else +0 -- exact for any
+    values (see keep_where), the parts of a big array on the threads."""
+    flat = _flat(dout, out)
+    if flat is None:
+        return keep_where(dout, out != 0)
+    dx = empty_in_order(dout.shape, dout.dtype, memory_order(dout))
+    fd, fo, fx = flat + _flat(dx)
+
+    def part(lo, hi):
+        fx[lo:hi] = keep_where(fd[lo:hi], fo[lo:hi] != 0)
+
+    runtime.parallel(part, _parts(fd.size))
+    return dx
