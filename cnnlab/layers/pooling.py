@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from ..functional import _args, _kernels
+from ..checks import output_shape
+from ..functional import _args, _kernels  # _MaxPool._forward's inference path
 from . import _checks
 from .base import Layer
 from .serialization import register
@@ -19,7 +20,9 @@ from .serialization import register
 _LAYOUT = {1: "(C, L)", 2: "(C, H, W)", 3: "(C, D, H, W)"}
 
 
-class _PoolND(Layer):
+class PoolND(Layer):
+    """Base class of the window pooling layers (max and average, 1-D to 3-D): a
+    subclass sets ``nsp`` (the number of spatial axes) and ``_fwd`` / ``_bwd``."""
     nsp = None
     shape_check = "rank"
     _fwd = _bwd = None
@@ -46,7 +49,7 @@ class _PoolND(Layer):
         if len(input_shape) != self.nsp + 1:
             raise ValueError(f"{self._label()} expects samples of shape {_LAYOUT[self.nsp]} "
                              f"({self.nsp + 1}-D), got {input_shape}")
-        spatial = _args.output_shape(input_shape[1:], self.pool_size, self._stride, self._pads,
+        spatial = output_shape(input_shape[1:], self.pool_size, self._stride, self._pads,
                                      (1,) * self.nsp)
         return (input_shape[0],) + spatial
 
@@ -67,7 +70,10 @@ class _PoolND(Layer):
                 "padding": _checks.jsonable(self.padding)}
 
 
-class _MaxPool(_PoolND):
+_PoolND = PoolND  # the old private name, kept for code that imported it
+
+
+class _MaxPool(PoolND):
     _fwd = staticmethod(F.maxpoolnd_forward)
     _bwd = staticmethod(F.maxpoolnd_backward)
 
@@ -82,7 +88,7 @@ class _MaxPool(_PoolND):
         return out, None
 
 
-class _AvgPool(_PoolND):
+class _AvgPool(PoolND):
     _fwd = staticmethod(F.avgpoolnd_forward)
     _bwd = staticmethod(F.avgpoolnd_backward)
 
