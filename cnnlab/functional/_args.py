@@ -104,7 +104,7 @@ def _human_bytes(n):
     return f"{n:.1f} EiB"  # pragma: no cover
 
 
-_MEMORY = []
+_MEMORY: list[int] = []
 
 
 def physical_memory():

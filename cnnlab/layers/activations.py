@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+from typing import Any, Callable, ClassVar
+
 from .. import functional as F
 from . import _checks, _fused
 from .base import Layer
@@ -18,7 +20,8 @@ class Activation(Layer):
     ``_bwd`` to an elementwise ``F.*_forward`` / ``F.*_backward`` pair (or overrides
     ``_forward`` / ``_backward``). Shape in = shape out."""
     shape_check = "rank"
-    _fwd = _bwd = None
+    _fwd: ClassVar[Callable[..., Any] | None] = None
+    _bwd: ClassVar[Callable[..., Any] | None] = None
 
     def _forward(self, x, training, keep):
         out, cache = type(self)._fwd(x)

@@ -8,6 +8,8 @@ C is read from the input at build time. Optional fused activation (``activation=
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from .. import functional as F
@@ -20,9 +22,9 @@ from .serialization import register
 class ConvND(Layer):
     """Base class of Conv1D / Conv2D / Conv3D: a subclass sets ``nsp`` (the number of
     spatial axes) and ``_layout`` (the per-sample layout, for messages)."""
-    nsp = None
+    nsp: ClassVar[int | None] = None
     shape_check = "channels"
-    _layout = None
+    _layout: ClassVar[str | None] = None
 
     def __init__(self, filters, kernel_size, stride=None, padding=0, use_bias=True, dilation=1,
                  activation=None, kernel_initializer="he", name=None, strides=None):

@@ -8,6 +8,8 @@ Window output size floor((S + 2p - pool) / stride) + 1; ``stride`` None = ``pool
 """
 from __future__ import annotations
 
+from typing import Any, Callable, ClassVar
+
 import numpy as np
 
 from .. import functional as F
@@ -23,9 +25,10 @@ _LAYOUT = {1: "(C, L)", 2: "(C, H, W)", 3: "(C, D, H, W)"}
 class PoolND(Layer):
     """Base class of the window pooling layers (max and average, 1-D to 3-D): a
     subclass sets ``nsp`` (the number of spatial axes) and ``_fwd`` / ``_bwd``."""
-    nsp = None
+    nsp: ClassVar[int | None] = None
     shape_check = "rank"
-    _fwd = _bwd = None
+    _fwd: ClassVar[Callable[..., Any] | None] = None
+    _bwd: ClassVar[Callable[..., Any] | None] = None
 
     def __init__(self, pool_size, stride=None, padding=0, name=None, strides=None):
         super().__init__(name)
@@ -130,7 +133,7 @@ class AvgPool3D(_AvgPool):
 
 
 class _GlobalAvgPool(Layer):
-    nsp = None
+    nsp: ClassVar[int | None] = None
     shape_check = "rank"
 
     def _output_shape(self, input_shape):

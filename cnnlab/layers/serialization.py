@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
-_REGISTRY = {}
+_REGISTRY: dict[str, type] = {}
 _SCOPES = threading.local()  # .stack: the custom_objects dicts in force in this thread
 
 
