@@ -328,11 +328,7 @@ def _new_seed():
 def resolve_seed(model, seed, initial_epoch):
     """The training seed: given, else the model's stored one when resuming, else fresh."""
     if seed is not None:
-        if isinstance(seed, bool) or not hasattr(seed, "__index__"):
-            raise TypeError(f"seed must be a non-negative integer or None, got {seed!r}")
-        if int(seed) < 0:
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed}")
-        return int(seed)
+        return checks.nonneg_int(seed, "seed")
     stored = getattr(model, "train_seed", None)
     if initial_epoch > 0 and stored is not None:
         return int(stored)
