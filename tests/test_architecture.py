@@ -179,3 +179,38 @@ def test_no_private_name_imported_across_packages():
 @pytest.mark.parametrize("module", ["cnnlab.checks", "cnnlab.version"])
 def test_the_bottom_imports_nothing_of_cnnlab(module):
     assert EDGES[module] == []
+
+
+def test_old_private_names_stay_as_aliases_of_the_public_ones():
+    import cnnlab.layers as L
+    from cnnlab.layers.activations import _Activation
+    from cnnlab.layers.conv import _ConvND
+    from cnnlab.layers.pooling import _PoolND
+    from cnnlab.training import convert
+
+    assert (_Activation, _ConvND, _PoolND) == (L.Activation, L.ConvND, L.PoolND)
+    assert isinstance(L.ReLU(), L.Activation) and isinstance(L.Conv2D(2, 3), L.ConvND)
+    assert isinstance(L.MaxPool2D(2), L.PoolND) and isinstance(L.AvgPool1D(2), L.PoolND)
+    assert (convert._split, convert._copy_arrays) == (convert.split_head, convert.copy_arrays)
+
+
+def test_model_is_found_by_its_registered_name(tmp_path):
+    # checkpoint.py and convert.py build cnnlab.Sequential this way instead of importing
+    # model.py (which imports them): what they return is still that class
+    import numpy as np
+
+    import cnnlab as cl
+    from cnnlab.layers import get_registered
+    from cnnlab.training.convert import to_fully_convolutional
+
+    assert get_registered("Model") is cl.Sequential is cl.training.Model
+    assert get_registered("NoSuchLayer") is None
+    net = cl.Sequential([cl.layers.Conv2D(2, 3), cl.layers.Flatten(), cl.layers.Dense(3)],
+                        input_shape=(1, 6, 6), seed=0)
+    net.save(tmp_path / "net.npz")
+    back = cl.load_model(tmp_path / "net.npz")
+    fcn = to_fully_convolutional(net)
+    assert type(back) is cl.Sequential and type(fcn) is cl.Sequential
+    x = np.random.default_rng(0).random((2, 1, 6, 6)).astype(np.float32)
+    assert np.array_equal(back.forward(x), net.forward(x))
+    np.testing.assert_allclose(fcn.forward(x)[:, :, 0, 0], net.forward(x), rtol=1e-5, atol=1e-6)
