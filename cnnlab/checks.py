@@ -23,6 +23,7 @@ numpy and the standard library only.
 from __future__ import annotations
 
 import contextlib
+import math
 import numbers
 from collections.abc import Iterator, Sequence
 
@@ -99,13 +100,15 @@ def real_number(value, name: str) -> float:
 def real_in(value, name: str, low: float | None = None, high: float | None = None,
             low_open: bool = False, high_open: bool = False) -> float:
     """A finite real number in [low, high] (an end open when asked; None = unbounded) ->
-    float. Hyperparameters: rates, momenta, epsilons."""
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value[()]
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    float. Hyperparameters: rates, momenta, epsilons (the optimizers check ``lr`` at each
+    step: a Python float skips the type tests)."""
+    if type(value) is not float:
+        if isinstance(value, np.ndarray) and value.ndim == 0:
+            value = value[()]
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
     v = float(value)
-    bad = (not np.isfinite(v)
+    bad = (not math.isfinite(v)
            or (low is not None and (v < low or (low_open and v == low)))
            or (high is not None and (v > high or (high_open and v == high))))
     if bad:
