@@ -16,7 +16,7 @@ from .functional.kernels import get_num_threads, keep_freed_memory, set_num_thre
 from . import layers, optim, training
 from .training import History, Model, Sequential, load_model
 
-__version__ = "0.1.0"
+from .version import __version__
 
 # PEP 562: heavier subpackages load on first attribute access (``cl.models``, ``cl.viz``),
 # so ``import cnnlab`` stays light and never pulls in matplotlib.

@@ -12,6 +12,8 @@ import time
 
 import numpy as np
 
+from .. import checks
+
 DATASETS = ("mnist", "cifar10")
 NUM_CLASSES = {"mnist": 10, "cifar10": 10}
 
@@ -37,15 +39,19 @@ def message(text, kind="error", file=None):
 
 
 # ----------------------------------------------------------------------------- argument types
+# argparse types: parse the text, then the value check of cnnlab.checks; the message speaks
+# of the text the user typed
+
+def _parsed(text, parse, check, expected):
+    try:
+        return check(parse(text))
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+
 
 def _int_at_least(text, low, what):
-    try:
-        v = int(text)
-    except ValueError:
-        v = None
-    if v is None or v < low:
-        raise argparse.ArgumentTypeError(f"expected a {what} integer, got {text!r}")
-    return v
+    return _parsed(text, int, lambda v: checks.int_at_least(v, "value", low),
+                   f"a {what} integer")
 
 
 def positive_int(text):
@@ -60,34 +66,25 @@ def nonneg_int(text):
 
 def positive_float(text):
     """argparse type: a finite float > 0."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (v > 0 and np.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return v
+    return _parsed(text, float, lambda v: checks.real_in(v, "value", 0.0, low_open=True),
+                   "a positive number")
 
 
 def fraction(text):
     """argparse type: a float in [0, 1)."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= v < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return v
+    return _parsed(text, float, lambda v: checks.real_in(v, "value", 0.0, 1.0, high_open=True),
+                   "a number in [0, 1)")
+
+
+def _three_ints(text):
+    return tuple(int(p) for p in text.replace("x", ",").replace("X", ",").split(","))
 
 
 def shape3(text):
     """argparse type: 'C,H,W' (or 'CxHxW') -> a tuple of three positive ints."""
-    parts = text.replace("x", ",").replace("X", ",").split(",")
-    try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
+    shape = _parsed(text, _three_ints, checks.sample_shape,
+                    "C,H,W (three positive integers, e.g. 3,32,32)")
+    if len(shape) != 3:
         raise argparse.ArgumentTypeError(f"expected C,H,W (three positive integers, e.g. "
                                          f"3,32,32), got {text!r}")
     return shape

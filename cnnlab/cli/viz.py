@@ -27,6 +27,8 @@ digit). Files go to --out (default ./cnnlab_viz); each written path is printed.
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 from .common import CLIError, load_model_file, nonneg_int, positive_float, positive_int, shape3
 
@@ -144,7 +146,6 @@ def _run_faithfulness(a):
     from ..data import load_mnist
     from ..viz.explain_figures import plot_deletion_insertion
     from ..viz import explainers as explain
-    from ..viz._plot import output_path
     from ..viz.faithfulness import compare_methods, deletion_insertion, format_comparison
 
     model = _model(a.model)
@@ -159,7 +160,7 @@ def _run_faithfulness(a):
     for name in (a.method or list(explain.METHODS))[:4]:
         m = explain.explain(model, x, name, **({"seed": a.seed} if name == "smoothgrad" else {}))
         curves[explain.method_key(name)] = deletion_insertion(model, x, m["map"], steps=a.steps)
-    path = output_path(a.out, "faithfulness.png")
+    path = Path(os.curdir if a.out is None else a.out) / "faithfulness.png"
     plot_deletion_insertion(curves, path, title=f"Deletion and insertion on {len(x)} MNIST "
                                                 f"test digits")
     return _done([path])

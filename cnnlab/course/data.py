@@ -11,12 +11,12 @@ a class), so a seed picks the same images either way.
 from __future__ import annotations
 
 import io
-import numbers
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from ..checks import nonneg_int
 from ..data import CIFAR10_CLASSES, find_cifar10, load_cifar10
 
 __all__ = ["cifar10_for_course", "load_cifar10_subset"]
@@ -65,12 +65,6 @@ def _decode(zf, name):
     return a.transpose(2, 0, 1)
 
 
-def _count(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-    return int(value)
-
-
 def load_cifar10_subset(counts, seed=0, path=None, split="train"):
     """Disjoint seeded random subsets of one CIFAR-10 split, as uint8 arrays.
 
@@ -82,7 +76,7 @@ def load_cifar10_subset(counts, seed=0, path=None, split="train"):
 
     Returns a list of ``(x, y)``: x (n, 3, 32, 32) uint8, y (n,) int64, one per count.
     """
-    counts = [_count("counts", c) for c in counts]
+    counts = [nonneg_int(c, "counts") for c in counts]
     found = find_cifar10(path, split)
     if found is None:  # load_cifar10 raises the library's full "not found" message
         load_cifar10(path, split)

@@ -1,16 +1,23 @@
-"""Argument checking and the output-size arithmetic shared by the functional ops.
+"""The functional ops' own argument checks (arrays, caches, dout, memory) and the
+output-size arithmetic; the generic checks (ints, reals, paddings, window sizes) are
+:mod:`cnnlab.checks`, re-exported here under the names the ops use.
 
 Errors name the argument, say what was expected and what came (scikit-learn style).
 """
 from __future__ import annotations
 
 import math
-import numbers
 import os
 
 import numpy as np
 
-PADDING_NAMES = ("valid", "same", "full")
+from ..checks import PADDING_NAMES, nonneg_int, output_shape, positive_int, real_number, resolve_padding
+from ..checks import int_tuple as as_tuple
+
+__all__ = ["PADDING_NAMES", "as_float_array", "as_tuple", "check_cache", "check_conv_memory",
+           "check_conv_sizes", "check_dout", "check_ndim", "check_spatial_rank",
+           "conv_output_size", "output_shape", "physical_memory", "real_number",
+           "resolve_padding"]
 
 
 def conv_output_size(n, f, padding=0, stride=1, dilation=1):
@@ -26,78 +33,22 @@ def conv_output_size(n, f, padding=0, stride=1, dilation=1):
     >>> conv_output_size(32, 5, padding=2)
     32
     """
-    n = _positive_int(n, "n", allow_zero=False)
-    f = _positive_int(f, "f", allow_zero=False)
-    s = _positive_int(stride, "stride", allow_zero=False)
-    d = _positive_int(dilation, "dilation", allow_zero=False)
+    n = positive_int(n, "n")
+    f = positive_int(f, "f")
+    s = positive_int(stride, "stride")
+    d = positive_int(dilation, "dilation")
     if isinstance(padding, str):
         (lo, hi), = resolve_padding(padding, (f,), (s,), (d,))
     elif isinstance(padding, tuple):
-        lo, hi = (_positive_int(p, "padding", allow_zero=True) for p in padding)
+        lo, hi = (nonneg_int(p, "padding") for p in padding)
     else:
-        lo = hi = _positive_int(padding, "padding", allow_zero=True)
+        lo = hi = nonneg_int(padding, "padding")
     span = n + lo + hi - d * (f - 1) - 1
     if span < 0:
         raise ValueError(
             f"kernel size {f} (dilation {d}) is larger than the padded input "
             f"{n} + {lo} + {hi} = {n + lo + hi}")
     return span // s + 1
-
-
-def _positive_int(v, name, allow_zero=False):
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
-    v = int(v)
-    if v < 0 or (v == 0 and not allow_zero):
-        kind = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{name} must be {kind}, got {v}")
-    return v
-
-
-def as_tuple(v, nsp, name, allow_zero=False):
-    """An int or a length-``nsp`` sequence of ints -> tuple of ``nsp`` ints."""
-    if isinstance(v, (list, tuple)):
-        if len(v) != nsp:
-            raise ValueError(f"{name} must have {nsp} entries (one per spatial axis), got {len(v)}: {v!r}")
-        return tuple(_positive_int(e, name, allow_zero) for e in v)
-    return (_positive_int(v, name, allow_zero),) * nsp
-
-
-def resolve_padding(padding, kernel, stride, dilation):
-    """Padding spec -> per-axis (lo, hi) pairs.
-
-    int or per-axis ints: symmetric; per-axis (lo, hi) pairs: as given;
-    'valid': 0; 'full': d(f-1) each side; 'same' (stride 1 only): total d(f-1), the
-    extra cell of an even kernel on the high side, as PyTorch pads.
-    """
-    nsp = len(kernel)
-    if isinstance(padding, str):
-        name = padding.lower()
-        if name not in PADDING_NAMES:
-            raise ValueError(f"padding must be an int, a tuple or one of {PADDING_NAMES}, got {padding!r}")
-        if name == "valid":
-            return ((0, 0),) * nsp
-        if name == "full":
-            return tuple((d * (f - 1), d * (f - 1)) for f, d in zip(kernel, dilation))
-        if any(s != 1 for s in stride):
-            raise ValueError(f"padding='same' needs stride 1 on every axis, got stride={tuple(stride)}")
-        total = [d * (f - 1) for f, d in zip(kernel, dilation)]
-        return tuple((t // 2, t - t // 2) for t in total)
-    if isinstance(padding, (list, tuple)):
-        if len(padding) != nsp:
-            raise ValueError(f"padding must have {nsp} entries (one per spatial axis), got {len(padding)}: {padding!r}")
-        out = []
-        for p in padding:
-            if isinstance(p, (list, tuple)):
-                if len(p) != 2:
-                    raise ValueError(f"a per-axis padding pair must be (lo, hi), got {p!r}")
-                out.append(tuple(_positive_int(e, "padding", True) for e in p))
-            else:
-                q = _positive_int(p, "padding", True)
-                out.append((q, q))
-        return tuple(out)
-    q = _positive_int(padding, "padding", True)
-    return ((q, q),) * nsp
 
 
 def as_float_array(a, name):
@@ -119,32 +70,9 @@ def check_ndim(a, ndim, name, layout):
         raise ValueError(f"{name} must be {ndim}-D {layout}, got shape {a.shape} ({a.ndim}-D)")
 
 
-def output_shape(spatial, kernel, stride, pads, dilation, what="input"):
-    """Per-axis output sizes; a clear error when the kernel does not fit."""
-    out = []
-    for axis, (n, f, s, (lo, hi), d) in enumerate(zip(spatial, kernel, stride, pads, dilation)):
-        span = n + lo + hi - d * (f - 1) - 1
-        if span < 0:
-            raise ValueError(
-                f"kernel size {f} (dilation {d}) on spatial axis {axis} is larger than the padded "
-                f"{what}: {n} + padding {lo}+{hi} = {n + lo + hi}")
-        out.append(span // s + 1)
-    return tuple(out)
-
-
 # ----------------------------------------------------------------------------- section 5
 # checks that keep the fast path fast: each looks at shapes, types and lengths only (O(1)
 # in the data), never at the values, so NaN and inf pass through as in PyTorch
-
-
-def real_number(v, name):
-    """A real scalar (int, float, numpy scalar or 0-d array; not bool, not a string) ->
-    float. NaN and inf are allowed: they propagate as in PyTorch."""
-    if isinstance(v, np.ndarray) and v.ndim == 0:
-        v = v[()]
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(v).__name__} {v!r}")
-    return float(v)
 
 
 def check_spatial_rank(x, name="x", what="convnd_forward"):
@@ -176,7 +104,7 @@ def _human_bytes(n):
     return f"{n:.1f} EiB"  # pragma: no cover
 
 
-_MEMORY = []
+_MEMORY: list[int] = []
 
 
 def physical_memory():

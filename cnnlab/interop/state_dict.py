@@ -31,7 +31,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..layers import BatchNorm, Concat, Container, Dense, Flatten, Residual, Sequential
-from ..layers.conv import _ConvND
+from ..layers import ConvND
 from ..data import atomic_open
 from .errors import StateDictError
 
@@ -57,7 +57,7 @@ def _slots(layer, out):
     elif isinstance(layer, Container):
         for c in layer.layers:
             _slots(c, out)
-    elif isinstance(layer, _ConvND):
+    elif isinstance(layer, ConvND):
         out.append(("conv", layer))
     elif isinstance(layer, Dense):
         out.append(("linear", layer))
@@ -304,7 +304,7 @@ def _googlenet_names(model):
                             basic(f"{layer.name}.branch{k}.{j}", kid)
         elif isinstance(layer, Sequential):
             basic(layer.name, layer)
-        elif isinstance(layer, (Dense, _ConvND, BatchNorm)):
+        elif isinstance(layer, (Dense, ConvND, BatchNorm)):
             out.append((layer.name, layer))
     return out
 
@@ -335,7 +335,7 @@ def state_dict_names(model):
         pairs = _googlenet_names(model)
     else:
         pairs = _generic_names(model, "", [])
-    return [(n, layer) for n, layer in pairs if isinstance(layer, (_ConvND, Dense, BatchNorm))]
+    return [(n, layer) for n, layer in pairs if isinstance(layer, (ConvND, Dense, BatchNorm))]
 
 
 def to_state_dict(model):

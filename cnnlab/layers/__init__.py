@@ -11,18 +11,19 @@
 The contract (forward/backward/params/grads/state, naming, shape inference) is in
 docs/ARCHITECTURE.md and :mod:`cnnlab.layers.base`.
 """
-from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .activations import Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .base import Layer
 from .containers import Concat, Container, Residual, Sequential, chain
-from .conv import Conv1D, Conv2D, Conv3D
+from .conv import Conv1D, Conv2D, Conv3D, ConvND
 from .core import Dense, Dropout, Flatten
 from .normalization import BatchNorm
 from .pooling import (
     AvgPool1D, AvgPool2D, AvgPool3D, GlobalAvgPool1D, GlobalAvgPool2D, GlobalAvgPool3D,
-    MaxPool1D, MaxPool2D, MaxPool3D,
+    MaxPool1D, MaxPool2D, MaxPool3D, PoolND,
 )
-from .serialization import deserialize, register, registered, serialize
-from .serialization import check_serializable, custom_object_scope
+from .serialization import deserialize, get_registered, register, registered, serialize
+from .roundtrip import check_serializable
+from .serialization import custom_object_scope
 from .summary import Summary, summarize
 
 __all__ = [
@@ -33,4 +34,6 @@ __all__ = [
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Flatten", "Dense", "BatchNorm", "Dropout",
     "serialize", "deserialize", "register", "registered", "Summary", "summarize",
     "custom_object_scope", "check_serializable",
+    "get_registered",
+    "Activation", "ConvND", "PoolND",  # base classes, for isinstance tests and subclassing
 ]

@@ -7,15 +7,21 @@
 """
 from __future__ import annotations
 
+from typing import Any, Callable, ClassVar
+
 from .. import functional as F
 from . import _checks, _fused
 from .base import Layer
 from .serialization import register
 
 
-class _Activation(Layer):
+class Activation(Layer):
+    """Base class of the parameter-free activation layers: a subclass sets ``_fwd`` /
+    ``_bwd`` to an elementwise ``F.*_forward`` / ``F.*_backward`` pair (or overrides
+    ``_forward`` / ``_backward``). Shape in = shape out."""
     shape_check = "rank"
-    _fwd = _bwd = None
+    _fwd: ClassVar[Callable[..., Any] | None] = None
+    _bwd: ClassVar[Callable[..., Any] | None] = None
 
     def _forward(self, x, training, keep):
         out, cache = type(self)._fwd(x)
@@ -25,8 +31,11 @@ class _Activation(Layer):
         return type(self)._bwd(dout, cache)
 
 
+_Activation = Activation  # the old private name, kept for code that imported it
+
+
 @register
-class ReLU(_Activation):
+class ReLU(Activation):
     """out = max(0, x); dx = dout * [x > 0]."""
     default_name = "relu"
     commutes_with_max = True  # relu(max(a, b)) == max(relu(a), relu(b)): see Sequential.fused_pairs
@@ -35,21 +44,21 @@ class ReLU(_Activation):
 
 
 @register
-class Sigmoid(_Activation):
+class Sigmoid(Activation):
     """out = 1 / (1 + exp(-x)); dx = dout * s * (1 - s)."""
     _fwd = staticmethod(F.sigmoid_forward)
     _bwd = staticmethod(F.sigmoid_backward)
 
 
 @register
-class Tanh(_Activation):
+class Tanh(Activation):
     """out = tanh(x); dx = dout * (1 - out^2)."""
     _fwd = staticmethod(F.tanh_forward)
     _bwd = staticmethod(F.tanh_backward)
 
 
 @register
-class LeakyReLU(_Activation):
+class LeakyReLU(Activation):
     """out = x if x > 0 else alpha * x."""
     default_name = "leaky_relu"
 
@@ -69,7 +78,7 @@ class LeakyReLU(_Activation):
 
 
 @register
-class Softmax(_Activation):
+class Softmax(Activation):
     """Probabilities over axis 1 of (N, D) (or the channels of (N, C, *S)).
     Forward only for probability outputs: train with logits and the softmax loss."""
 

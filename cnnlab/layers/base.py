@@ -19,6 +19,7 @@ releases it, and raises a RuntimeError when there is none.
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class Layer:
     """
 
     shape_check = "strict"
-    default_name = None  # None: the class name in snake case ('MaxPool2D' -> 'max_pool2d')
+    default_name: ClassVar[str | None] = None  # None: the class name in snake case ('MaxPool2D' -> 'max_pool2d')
 
     def __init__(self, name=None):
         if name is not None and (not isinstance(name, str) or not name or "/" in name or "." in name):

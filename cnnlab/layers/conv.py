@@ -8,19 +8,23 @@ C is read from the input at build time. Optional fused activation (``activation=
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from .. import functional as F
-from ..functional import _args
+from ..checks import output_shape
 from . import _checks, _fused, initializers
 from .base import Layer
 from .serialization import register
 
 
-class _ConvND(Layer):
-    nsp = None
+class ConvND(Layer):
+    """Base class of Conv1D / Conv2D / Conv3D: a subclass sets ``nsp`` (the number of
+    spatial axes) and ``_layout`` (the per-sample layout, for messages)."""
+    nsp: ClassVar[int | None] = None
     shape_check = "channels"
-    _layout = None
+    _layout: ClassVar[str | None] = None
 
     def __init__(self, filters, kernel_size, stride=None, padding=0, use_bias=True, dilation=1,
                  activation=None, kernel_initializer="he", name=None, strides=None):
@@ -42,7 +46,7 @@ class _ConvND(Layer):
         if len(input_shape) != self.nsp + 1:
             raise ValueError(f"{self._label()} expects samples of shape {self._layout} "
                              f"({self.nsp + 1}-D), got {input_shape}")
-        spatial = _args.output_shape(input_shape[1:], self.kernel_size, self.stride, self._pads,
+        spatial = output_shape(input_shape[1:], self.kernel_size, self.stride, self._pads,
                                      self.dilation)
         return (self.filters,) + spatial
 
@@ -82,14 +86,17 @@ class _ConvND(Layer):
                 "activation": self.activation, "kernel_initializer": self.kernel_initializer}
 
 
+_ConvND = ConvND  # the old private name, kept for code that imported it
+
+
 @register
-class Conv1D(_ConvND):
+class Conv1D(ConvND):
     """1-D convolution: (C, L) -> (filters, L') per sample; w (filters, C, f)."""
     nsp, _layout = 1, "(C, L)"
 
 
 @register
-class Conv2D(_ConvND):
+class Conv2D(ConvND):
     """2-D convolution: (C, H, W) -> (filters, H', W') per sample; w (filters, C, kh, kw).
 
     ``Conv2D(8, 5)`` on (3, 32, 32): 8 * (3*5*5) + 8 = 608 parameters, output (8, 28, 28).
@@ -98,6 +105,6 @@ class Conv2D(_ConvND):
 
 
 @register
-class Conv3D(_ConvND):
+class Conv3D(ConvND):
     """3-D convolution: (C, D, H, W) -> (filters, D', H', W'); w (filters, C, kd, kh, kw)."""
     nsp, _layout = 3, "(C, D, H, W)"

@@ -8,10 +8,12 @@ Window output size floor((S + 2p - pool) / stride) + 1; ``stride`` None = ``pool
 """
 from __future__ import annotations
 
+from typing import Any, Callable, ClassVar
+
 import numpy as np
 
 from .. import functional as F
-from ..functional import _args
+from ..checks import output_shape
 from . import _checks
 from .base import Layer
 from .serialization import register
@@ -19,10 +21,13 @@ from .serialization import register
 _LAYOUT = {1: "(C, L)", 2: "(C, H, W)", 3: "(C, D, H, W)"}
 
 
-class _PoolND(Layer):
-    nsp = None
+class PoolND(Layer):
+    """Base class of the window pooling layers (max and average, 1-D to 3-D): a
+    subclass sets ``nsp`` (the number of spatial axes) and ``_fwd`` / ``_bwd``."""
+    nsp: ClassVar[int | None] = None
     shape_check = "rank"
-    _fwd = _bwd = None
+    _fwd: ClassVar[Callable[..., Any] | None] = None
+    _bwd: ClassVar[Callable[..., Any] | None] = None
 
     def __init__(self, pool_size, stride=None, padding=0, name=None, strides=None):
         super().__init__(name)
@@ -46,7 +51,7 @@ class _PoolND(Layer):
         if len(input_shape) != self.nsp + 1:
             raise ValueError(f"{self._label()} expects samples of shape {_LAYOUT[self.nsp]} "
                              f"({self.nsp + 1}-D), got {input_shape}")
-        spatial = _args.output_shape(input_shape[1:], self.pool_size, self._stride, self._pads,
+        spatial = output_shape(input_shape[1:], self.pool_size, self._stride, self._pads,
                                      (1,) * self.nsp)
         return (input_shape[0],) + spatial
 
@@ -67,7 +72,10 @@ class _PoolND(Layer):
                 "padding": _checks.jsonable(self.padding)}
 
 
-class _MaxPool(_PoolND):
+_PoolND = PoolND  # the old private name, kept for code that imported it
+
+
+class _MaxPool(PoolND):
     is_max_pool = True
     _fwd = staticmethod(F.maxpoolnd_forward)
     _bwd = staticmethod(F.maxpoolnd_backward)
@@ -78,7 +86,7 @@ class _MaxPool(_PoolND):
                                    keep_cache=keep)
 
 
-class _AvgPool(_PoolND):
+class _AvgPool(PoolND):
     _fwd = staticmethod(F.avgpoolnd_forward)
     _bwd = staticmethod(F.avgpoolnd_backward)
 
@@ -120,7 +128,7 @@ class AvgPool3D(_AvgPool):
 
 
 class _GlobalAvgPool(Layer):
-    nsp = None
+    nsp: ClassVar[int | None] = None
     shape_check = "rank"
 
     def _output_shape(self, input_shape):

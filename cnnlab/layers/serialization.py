@@ -10,14 +10,14 @@ Every layer class registers itself with :func:`register` under its class name, s
 or, without registering, are named when loading:
 ``cnnlab.load_model(path, custom_objects={'Scale': Scale})`` (Keras's spelling), which is
 :func:`custom_object_scope` around the load. Saving checks first
-(:func:`check_serializable`) that every layer of the model could be rebuilt this way.
+(:func:`cnnlab.layers.check_serializable`, in :mod:`cnnlab.layers.roundtrip`) that every layer of the model could be rebuilt this way.
 """
 from __future__ import annotations
 
 import contextlib
 import threading
 
-_REGISTRY = {}
+_REGISTRY: dict[str, type] = {}
 _SCOPES = threading.local()  # .stack: the custom_objects dicts in force in this thread
 
 
@@ -80,6 +80,15 @@ def _lookup(name):
     return _REGISTRY.get(name)
 
 
+def get_registered(name):
+    """The layer class :func:`deserialize` would build for the class name ``name`` (from
+    the current :func:`custom_object_scope`, then the registry), or None. Code that must
+    build a registered class without importing its module (``cnnlab.training`` builds
+    ``'Model'`` this way, so that the checkpoint reader does not import the model that
+    imports it) asks here."""
+    return _lookup(name)
+
+
 def serialize(layer):
     """Layer -> ``{'class': class name, 'config': layer.get_config()}`` (JSON-able;
     containers nest their children's serializations inside their config)."""
@@ -94,42 +103,6 @@ def _how_to_register(cls):
     return (f"decorate the class with @cnnlab.layers.register (or call "
             f"cnnlab.layers.register({cls.__name__}) once) where it is defined; "
             f"cnnlab.load_model then rebuilds it whenever that module has been imported")
-
-
-def check_serializable(layer):
-    """Raise ValueError unless ``layer`` and every layer inside it could be rebuilt by
-    :func:`deserialize`: each class registered (or in a :func:`custom_object_scope`) under
-    its own name, and each leaf layer's ``from_config(get_config())`` accepted. Saving calls
-    this, so a model that could not be loaded back fails when saved, not later."""
-    from .base import Layer
-    from .containers import Container
-
-    todo = [(layer, "")]
-    while todo:
-        item, where = todo.pop()
-        if not isinstance(item, Layer):
-            raise TypeError(f"layer must be a cnnlab Layer, got {type(item).__name__}")
-        cls = type(item)
-        label = f"layer {where + item.name!r} ({cls.__module__}.{cls.__qualname__})"
-        known = _lookup(cls.__name__)
-        if known is None:
-            raise ValueError(f"cannot save: {label} is of a class that is not registered, "
-                             f"so the file could not be loaded back: {_how_to_register(cls)}")
-        if known is not cls:
-            raise ValueError(f"{label}: the name {cls.__name__!r} is registered for another "
-                             f"class ({known.__module__}.{known.__qualname__}), so loading "
-                             f"would build that one instead: rename your class, and "
-                             f"{_how_to_register(cls)}")
-        if isinstance(item, Container):
-            todo.extend((c, f"{where}{item.name}/") for c in item.layers)
-            continue
-        config = item.get_config()
-        try:
-            cls.from_config(dict(config))
-        except Exception as e:  # any constructor error: say which layer and what to fix
-            raise ValueError(f"{label} cannot be rebuilt from its get_config() {config!r} "
-                             f"({type(e).__name__}: {e}); make get_config() return every "
-                             f"constructor argument") from None
 
 
 def deserialize(d):

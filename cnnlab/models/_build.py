@@ -1,28 +1,29 @@
 """Helpers shared by the zoo: argument checks and the final ``cl.Sequential``."""
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
+
+from .. import checks
 
 
 def check_shape(who, input_shape, rank=3):
     """``input_shape`` must be ``rank`` positive ints (channels first) -> tuple."""
     try:
-        shape = tuple(input_shape)
+        value = tuple(input_shape)
     except TypeError:
         raise TypeError(f"{who}: input_shape must be a tuple (C, H, W), got {input_shape!r}") from None
-    if len(shape) != rank or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
-                                 or v < 1 for v in shape):
+    with checks.owned_by(who):
+        shape = checks.sample_shape(value)
+    if len(shape) != rank:
         raise ValueError(f"{who}: input_shape must be {rank} positive ints (C, H, W), "
                          f"got {input_shape!r}")
-    return tuple(int(v) for v in shape)
+    return shape
 
 
 def check_int(who, value, name, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{who}: {name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
+    """An int >= ``minimum`` -> int; errors start with the model's name ``who``."""
+    with checks.owned_by(who):
+        return checks.int_at_least(value, name, minimum)
 
 
 def finish(layers, input_shape, seed, name, build=True, dtype=np.float32):

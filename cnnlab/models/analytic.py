@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..layers import BatchNorm, Container, Dense, Layer, deserialize, serialize
-from ..layers.conv import _ConvND
+from ..layers import ConvND
 
 
 def count_params(layer, input_shape):
@@ -19,7 +19,7 @@ def count_params(layer, input_shape):
         return layer.count_params()
     if isinstance(layer, Container):
         return sum(count_params(c, s) for c, s in layer.child_input_shapes(input_shape))
-    if isinstance(layer, _ConvND):
+    if isinstance(layer, ConvND):
         k = int(np.prod(layer.kernel_size))
         return layer.filters * input_shape[0] * k + (layer.filters if layer.use_bias else 0)
     if isinstance(layer, Dense):

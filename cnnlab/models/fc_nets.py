@@ -21,6 +21,7 @@ import numbers
 
 import numpy as np
 
+from .. import checks
 from .. import functional as F
 from ..layers import BatchNorm, Dense, Dropout, ReLU
 from ..training.regularization import add_l2_penalty, check_reg
@@ -55,11 +56,9 @@ def _as_shape(who, input_dim):
 
 
 def _weight_scale(who, weight_scale):
-    if isinstance(weight_scale, bool) or not isinstance(weight_scale, numbers.Real) \
-            or not np.isfinite(weight_scale) or weight_scale <= 0:
-        raise ValueError(f"{who}: weight_scale must be a positive finite number (the std of "
-                         f"the initial weights), got {weight_scale!r}")
-    return float(weight_scale)
+    with checks.owned_by(who):
+        return checks.real_in(weight_scale, "weight_scale (the std of the initial weights)",
+                              0.0, low_open=True)
 
 
 def _finish(layers, shape, seed, who, build, dtype, reg):
@@ -143,10 +142,8 @@ def fully_connected_net(hidden_dims=(100, 100), input_dim=3 * 32 * 32, num_class
                         f"got {hidden_dims!r}")
     hidden_dims = [check_int(who, h, "each of hidden_dims") for h in hidden_dims]
     num_classes = check_int(who, num_classes, "num_classes", 2)
-    if isinstance(dropout_keep, bool) or not isinstance(dropout_keep, numbers.Real) \
-            or not 0 < dropout_keep <= 1:
-        raise ValueError(f"{who}: dropout_keep is the keep probability and must be in (0, 1], "
-                         f"got {dropout_keep!r}")
+    with checks.owned_by(who):
+        checks.real_in(dropout_keep, "dropout_keep (the keep probability)", 0, 1, low_open=True)
     if normalization not in (None, "batchnorm"):
         raise ValueError(f"{who}: normalization must be None or 'batchnorm', got {normalization!r}")
     ws = _weight_scale(who, weight_scale)

@@ -5,7 +5,8 @@ import math
 
 import numpy as np
 
-from .base import Optimizer, _check_hyper
+from ..checks import real_in
+from .base import Optimizer
 
 
 def _betas(betas):
@@ -13,8 +14,8 @@ def _betas(betas):
         b1, b2 = betas
     except (TypeError, ValueError):
         raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
-    return (_check_hyper("betas[0]", b1, 0.0, 1.0, high_open=True),
-            _check_hyper("betas[1]", b2, 0.0, 1.0, high_open=True))
+    return (real_in(b1, "betas[0]", 0.0, 1.0, high_open=True),
+            real_in(b2, "betas[1]", 0.0, 1.0, high_open=True))
 
 
 class Adam(Optimizer):
@@ -34,8 +35,8 @@ class Adam(Optimizer):
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(lr)
         self.betas = _betas(betas)
-        self.eps = _check_hyper("eps", eps)
-        self.weight_decay = _check_hyper("weight_decay", weight_decay)
+        self.eps = real_in(eps, "eps", 0.0)
+        self.weight_decay = real_in(weight_decay, "weight_decay", 0.0)
         self._slots = ("exp_avg", "exp_avg_sq")
 
     def get_config(self):

@@ -11,25 +11,10 @@ with Python-float scalars, so float32 parameters stay float32.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-
-def _check_hyper(name, value, low=0.0, high=math.inf, low_open=False, high_open=False):
-    """Validate a scalar hyperparameter; returns it as a Python float."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {value!r}") from None
-    lo_bad = v <= low if low_open else v < low
-    hi_bad = v >= high if high_open else v > high
-    if not math.isfinite(v) or lo_bad or hi_bad:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(f"{name} must be a finite number in {lo}{low}, {high}{hi}, "
-                         f"got {value!r}")
-    return v
+from ..checks import real_in
+from . import schedules
 
 
 # State buffers are running averages that decay geometrically where a gradient stays 0
@@ -49,8 +34,6 @@ def _flush_subnormals(a):
 def _as_schedule(lr):
     """A Schedule given as ``lr`` (or its ``get_config`` form, from a checkpoint) -> the
     Schedule; a number -> None."""
-    from . import schedules  # schedules imports this module's checks
-
     if isinstance(lr, schedules.Schedule):
         return lr
     if isinstance(lr, dict):
@@ -85,7 +68,7 @@ class Optimizer:
 
     def __init__(self, lr):
         self.schedule = _as_schedule(lr)
-        self.lr = self.schedule(0) if self.schedule is not None else _check_hyper("lr", lr)
+        self.lr = self.schedule(0) if self.schedule is not None else real_in(lr, "lr", 0.0)
         self.t = 0
         self._state: list[dict[str, np.ndarray]] | None = None
 
@@ -100,7 +83,7 @@ class Optimizer:
                              f"step() got {len(params)}; an optimizer serves one fixed list")
         if self.schedule is not None and self.schedule.per_step:
             self.lr = self.schedule(self.t)
-        self.lr = _check_hyper("lr", self.lr)
+        self.lr = real_in(self.lr, "lr", 0.0)
         self.t += 1
         for p, g, slots in zip(params, grads, self._state):
             if slots and next(iter(slots.values())).shape != p.shape:
@@ -162,7 +145,7 @@ class Optimizer:
             if extra:
                 raise KeyError(f"optimizer state_dict has unexpected entries {extra[:5]} for "
                                f"{type(self).__name__} (slots {list(self._slots)})")
-        self.lr = _check_hyper("lr", lr)
+        self.lr = real_in(lr, "lr", 0.0)
         self.t = t
         self._state = state
 

@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 
+from ..checks import real_number
+
 
 def clip_grad_norm(grads, max_norm, norm_type=2.0, eps=1e-6):
     """Scale ``grads`` in place so that their joint norm is at most ``max_norm``.
@@ -16,10 +18,7 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0, eps=1e-6):
     inf or nan when a gradient is (check it to detect divergence).
     """
     grads = list(grads)
-    try:
-        max_norm = float(max_norm)
-    except (TypeError, ValueError):
-        raise TypeError(f"max_norm must be a number, got {max_norm!r}") from None
+    max_norm = real_number(max_norm, "max_norm")  # inf allowed: no clipping
     if not max_norm >= 0:
         raise ValueError(f"max_norm must be >= 0, got {max_norm}")
     norm_type = float(norm_type)

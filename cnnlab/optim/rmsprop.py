@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Optimizer, _check_hyper
+from ..checks import real_in
+from .base import Optimizer
 
 
 class RMSProp(Optimizer):
@@ -22,10 +23,10 @@ class RMSProp(Optimizer):
     def __init__(self, lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0,
                  centered=False):
         super().__init__(lr)
-        self.alpha = _check_hyper("alpha", alpha, 0.0, 1.0)
-        self.eps = _check_hyper("eps", eps)
-        self.momentum = _check_hyper("momentum", momentum, 0.0, 1.0)
-        self.weight_decay = _check_hyper("weight_decay", weight_decay)
+        self.alpha = real_in(alpha, "alpha", 0.0, 1.0)
+        self.eps = real_in(eps, "eps", 0.0)
+        self.momentum = real_in(momentum, "momentum", 0.0, 1.0)
+        self.weight_decay = real_in(weight_decay, "weight_decay", 0.0)
         self.centered = bool(centered)
         self._slots = (("square_avg",) + (("grad_avg",) if self.centered else ())
                        + (("momentum_buffer",) if self.momentum else ()))

@@ -14,17 +14,7 @@ from __future__ import annotations
 
 import math
 
-from .base import _check_hyper
-
-
-def _count(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int,)) and not (
-            hasattr(value, "__index__")):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+from ..checks import int_at_least, real_in
 
 
 class Schedule:
@@ -33,7 +23,7 @@ class Schedule:
     per_step = False
 
     def __call__(self, t) -> float:
-        return float(self.lr_at(_count("t", t, 0)))
+        return float(self.lr_at(int_at_least(t, "t", 0)))
 
     def lr_at(self, t):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -50,9 +40,9 @@ class StepLR(Schedule):
     """``base_lr * gamma ** (t // step_size)`` (``torch.optim.lr_scheduler.StepLR``)."""
 
     def __init__(self, base_lr, step_size, gamma=0.1):
-        self.base_lr = _check_hyper("base_lr", base_lr)
-        self.step_size = _count("step_size", step_size)
-        self.gamma = _check_hyper("gamma", gamma)
+        self.base_lr = real_in(base_lr, "base_lr", 0.0)
+        self.step_size = int_at_least(step_size, "step_size", 1)
+        self.gamma = real_in(gamma, "gamma", 0.0)
         self._config = {"base_lr": self.base_lr, "step_size": self.step_size,
                         "gamma": self.gamma}
 
@@ -64,9 +54,9 @@ class MultiStepLR(Schedule):
     """``base_lr * gamma ** (number of milestones <= t)`` (``MultiStepLR``)."""
 
     def __init__(self, base_lr, milestones, gamma=0.1):
-        self.base_lr = _check_hyper("base_lr", base_lr)
-        self.milestones = sorted(_count("milestones[i]", m, 0) for m in milestones)
-        self.gamma = _check_hyper("gamma", gamma)
+        self.base_lr = real_in(base_lr, "base_lr", 0.0)
+        self.milestones = sorted(int_at_least(m, "milestones[i]", 0) for m in milestones)
+        self.gamma = real_in(gamma, "gamma", 0.0)
         self._config = {"base_lr": self.base_lr, "milestones": list(self.milestones),
                         "gamma": self.gamma}
 
@@ -78,8 +68,8 @@ class ExponentialLR(Schedule):
     """``base_lr * gamma ** t`` (``ExponentialLR``)."""
 
     def __init__(self, base_lr, gamma):
-        self.base_lr = _check_hyper("base_lr", base_lr)
-        self.gamma = _check_hyper("gamma", gamma)
+        self.base_lr = real_in(base_lr, "base_lr", 0.0)
+        self.gamma = real_in(gamma, "gamma", 0.0)
         self._config = {"base_lr": self.base_lr, "gamma": self.gamma}
 
     def lr_at(self, t):
@@ -91,10 +81,9 @@ class LinearWarmup(Schedule):
     then stay there (``LinearLR(start_factor, end_factor=1.0, total_iters=warmup)``)."""
 
     def __init__(self, base_lr, warmup, start_factor=0.1):
-        self.base_lr = _check_hyper("base_lr", base_lr)
-        self.warmup = _count("warmup", warmup)
-        self.start_factor = _check_hyper("start_factor", start_factor, 0.0, 1.0,
-                                         low_open=True)
+        self.base_lr = real_in(base_lr, "base_lr", 0.0)
+        self.warmup = int_at_least(warmup, "warmup", 1)
+        self.start_factor = real_in(start_factor, "start_factor", 0.0, 1.0, low_open=True)
         self._config = {"base_lr": self.base_lr, "warmup": self.warmup,
                         "start_factor": self.start_factor}
 
@@ -116,15 +105,15 @@ class CosineAnnealing(Schedule):
     """
 
     def __init__(self, base_lr, T_max, eta_min=0.0, warmup=0, warmup_start_factor=0.1):
-        self.base_lr = _check_hyper("base_lr", base_lr)
-        self.T_max = _count("T_max", T_max)
-        self.eta_min = _check_hyper("eta_min", eta_min)
-        self.warmup = _count("warmup", warmup, 0)
+        self.base_lr = real_in(base_lr, "base_lr", 0.0)
+        self.T_max = int_at_least(T_max, "T_max", 1)
+        self.eta_min = real_in(eta_min, "eta_min", 0.0)
+        self.warmup = int_at_least(warmup, "warmup", 0)
         if self.warmup >= self.T_max:
             raise ValueError(f"warmup must be < T_max, got warmup={self.warmup}, "
                              f"T_max={self.T_max}")
-        self.warmup_start_factor = _check_hyper("warmup_start_factor", warmup_start_factor,
-                                                0.0, 1.0, low_open=True)
+        self.warmup_start_factor = real_in(warmup_start_factor, "warmup_start_factor",
+                                           0.0, 1.0, low_open=True)
         self._config = {"base_lr": self.base_lr, "T_max": self.T_max,
                         "eta_min": self.eta_min, "warmup": self.warmup,
                         "warmup_start_factor": self.warmup_start_factor}
@@ -150,16 +139,16 @@ class OneCycle(Schedule):
 
     def __init__(self, max_lr, total_steps, pct_start=0.3, anneal_strategy="cos",
                  div_factor=25.0, final_div_factor=1e4, three_phase=False):
-        self.max_lr = _check_hyper("max_lr", max_lr)
-        self.total_steps = _count("total_steps", total_steps, 2)
-        self.pct_start = _check_hyper("pct_start", pct_start, 0.0, 1.0, True, True)
+        self.max_lr = real_in(max_lr, "max_lr", 0.0)
+        self.total_steps = int_at_least(total_steps, "total_steps", 2)
+        self.pct_start = real_in(pct_start, "pct_start", 0.0, 1.0, True, True)
         if anneal_strategy not in ("cos", "linear"):
             raise ValueError(f"anneal_strategy must be 'cos' or 'linear', got "
                              f"{anneal_strategy!r}")
         self.anneal_strategy = anneal_strategy
-        self.div_factor = _check_hyper("div_factor", div_factor, 0.0, low_open=True)
-        self.final_div_factor = _check_hyper("final_div_factor", final_div_factor, 0.0,
-                                             low_open=True)
+        self.div_factor = real_in(div_factor, "div_factor", 0.0, low_open=True)
+        self.final_div_factor = real_in(final_div_factor, "final_div_factor", 0.0,
+                                        low_open=True)
         self.three_phase = bool(three_phase)
         self._config = {"max_lr": self.max_lr, "total_steps": self.total_steps,
                         "pct_start": self.pct_start, "anneal_strategy": anneal_strategy,
@@ -220,12 +209,12 @@ class ReduceLROnPlateau:
         if threshold_mode not in ("rel", "abs"):
             raise ValueError(f"threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
         self.mode, self.threshold_mode = mode, threshold_mode
-        self.factor = _check_hyper("factor", factor, 0.0, 1.0, high_open=True)
-        self.patience = _count("patience", patience, 0)
-        self.threshold = _check_hyper("threshold", threshold)
-        self.cooldown = _count("cooldown", cooldown, 0)
-        self.min_lr = _check_hyper("min_lr", min_lr)
-        self.eps = _check_hyper("eps", eps)
+        self.factor = real_in(factor, "factor", 0.0, 1.0, high_open=True)
+        self.patience = int_at_least(patience, "patience", 0)
+        self.threshold = real_in(threshold, "threshold", 0.0)
+        self.cooldown = int_at_least(cooldown, "cooldown", 0)
+        self.min_lr = real_in(min_lr, "min_lr", 0.0)
+        self.eps = real_in(eps, "eps", 0.0)
         self.reset()
 
     def reset(self):

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Optimizer, _check_hyper
+from ..checks import real_in
+from .base import Optimizer
 
 
 class SGD(Optimizer):
@@ -22,9 +23,9 @@ class SGD(Optimizer):
 
     def __init__(self, lr=1e-2, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(lr)
-        self.momentum = _check_hyper("momentum", momentum, 0.0, 1.0, high_open=False)
+        self.momentum = real_in(momentum, "momentum", 0.0, 1.0, high_open=False)
         self.nesterov = bool(nesterov)
-        self.weight_decay = _check_hyper("weight_decay", weight_decay)
+        self.weight_decay = real_in(weight_decay, "weight_decay", 0.0)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0, got momentum=0")
         self._slots = ("momentum_buffer",) if self.momentum else ()

@@ -151,7 +151,7 @@ def save_model(model, path, optimizer=None, epoch=None):
     could not be loaded back; the message says how to register it) or when a weight or
     optimizer array holds NaN or inf."""
     from ..layers import serialize
-    from ..layers.serialization import check_serializable
+    from ..layers import check_serializable
 
     if not getattr(model, "built", False):
         raise ValueError("cannot save an unbuilt model: give it an input_shape or fit it "
@@ -162,7 +162,7 @@ def save_model(model, path, optimizer=None, epoch=None):
     if epoch is not None and (isinstance(epoch, bool) or not hasattr(epoch, "__index__")
                               or int(epoch) < 0):
         raise TypeError(f"epoch must be a non-negative integer or None, got {epoch!r}")
-    from .. import __version__
+    from ..version import __version__
 
     check_serializable(model)
     arrays, entries = {}, []
@@ -483,7 +483,7 @@ def load_checkpoint(path, model_cls=None, custom_objects=None):
     from ..layers import custom_object_scope
 
     if model_cls is None:
-        from .model import Model as model_cls
+        model_cls = _default_model_class()
     path = os.fspath(path)
     with custom_object_scope(custom_objects), _open(path) as npz:
         def load():
@@ -509,6 +509,14 @@ def load_checkpoint(path, model_cls=None, custom_objects=None):
             model.optimizer = optimizer
             return Checkpoint(model, optimizer, meta["epoch"])
         return _guarded(path, load)
+
+
+def _default_model_class():
+    """``cnnlab.Sequential`` (``Model``), found by its registered name: model.py imports
+    this module (``Model.save`` / ``Model.load``), so importing it here would be a circle."""
+    from ..layers import get_registered
+
+    return get_registered("Model")
 
 
 def load_model(path, custom_objects=None):

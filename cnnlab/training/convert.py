@@ -11,20 +11,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, chain, deserialize, serialize
-from ..layers.activations import _Activation
-from .model import Model
+from ..layers import (
+    Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, chain, deserialize, get_registered,
+    serialize,
+)
+
+__all__ = ["to_fully_convolutional", "split_head", "copy_arrays"]
 
 
-def _copy_arrays(src, dst):
+def copy_arrays(src, dst):
+    """Copy layer ``src``'s params and state into the same-shaped arrays of ``dst``."""
     for key, arr in src.params.items():
         np.copyto(dst.params[key], arr)
     for key, arr in src.state.items():
         np.copyto(dst.state[key], arr)
 
 
-def _split(model):
-    """(feature links, head links): the head starts at the first Flatten or Dense."""
+def split_head(model):
+    """``model``'s :func:`cnnlab.layers.chain` links split in two -> (feature links, head
+    links): the head starts at the first Flatten or Dense layer. ValueError if there is none."""
     links = chain(model)
     for i, (_, layer) in enumerate(links):
         if isinstance(layer, (Flatten, Dense)):
@@ -47,7 +52,7 @@ def to_fully_convolutional(model):
     if len(model.input_shape) != 3:
         raise ValueError(f"to_fully_convolutional works on image models (C, H, W); the model "
                          f"takes samples of shape {model.input_shape}")
-    features, head = _split(model)
+    features, head = split_head(model)
     shape = model.input_shape
     new_layers, pairs = [], []
     for _, layer in features:
@@ -69,7 +74,7 @@ def to_fully_convolutional(model):
             new_layers.append(conv)
             pairs.append((layer, conv, kernel))
             shape = (layer.units, 1, 1)
-        elif isinstance(layer, (_Activation, Dropout, BatchNorm)):
+        elif isinstance(layer, (Activation, Dropout, BatchNorm)):
             clone = deserialize(serialize(layer))
             new_layers.append(clone)
             pairs.append((layer, clone, None))
@@ -77,13 +82,19 @@ def to_fully_convolutional(model):
             raise ValueError(f"cannot convert the {type(layer).__name__} layer {name!r} after the "
                              f"first Dense layer (only Dense, Flatten, activations, dropout and "
                              f"batch norm)")
-    fcn = Model(new_layers, input_shape=model.input_shape,
-                              name=f"{model.name}_fully_conv", dtype=model.dtype)
+    # cnnlab.Sequential by its registered name: model.py imports this module
+    # (Model.to_fully_convolutional), so importing model.py here would be a circle
+    model_cls = get_registered("Model")
+    fcn = model_cls(new_layers, input_shape=model.input_shape,
+                    name=f"{model.name}_fully_conv", dtype=model.dtype)
     for old, new, kernel in pairs:
         if kernel is None:
-            _copy_arrays(old, new)
+            copy_arrays(old, new)
         else:
             np.copyto(new.params["w"], kernel)
             if old.use_bias:
                 np.copyto(new.params["b"], old.params["b"])
     return fcn
+
+
+_copy_arrays, _split = copy_arrays, split_head  # the old private names

@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 
+from .. import checks
 from .. import functional as F
 from .. import optim as _optim
 from ..distributed.guard import abort_on_error
@@ -75,14 +76,6 @@ def loss_for(model, loss_fn):
     if loss_fn is F.softmax_loss and outputs_probabilities(model):
         return probability_cross_entropy
     return loss_fn
-
-
-def _positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def check_x(x, name="x", expected_shape=None):
@@ -289,7 +282,7 @@ def evaluate(model, x, y=None, batch_size=256, loss="softmax", metrics=None):
     """Mean loss, accuracy and ``metrics`` over (x, y) -- arrays, or a DataLoader /
     iterable of (x_batch, y_batch) -- batched, inference mode. -> dict."""
     loss_fn = resolve_loss(loss)
-    batch_size = _positive_int("batch_size", batch_size)
+    batch_size = checks.int_at_least(batch_size, "batch_size", 1)
     metric_list = _metrics.resolve(metrics)
     data, num_classes = _data(model, x, y, "x", "y")
     return _evaluate_data(model, data, num_classes, batch_size, loss_for(model, loss_fn),
@@ -310,7 +303,7 @@ def predict(model, x, batch_size=256):
     """Class probabilities (N, num_classes), batched, inference mode: the softmax of the
     scores, or the outputs themselves when the model ends in a softmax. ``x``: an array
     (N, C, H, W), or a DataLoader / iterable of x batches or (x_batch, y_batch) pairs."""
-    batch_size = _positive_int("batch_size", batch_size)
+    batch_size = checks.int_at_least(batch_size, "batch_size", 1)
     data, num_classes = _data(model, x, None, "x", "y", with_labels=False)
     already = outputs_probabilities(model)
     dtype = getattr(model, "dtype", np.float32)
@@ -335,11 +328,7 @@ def _new_seed():
 def resolve_seed(model, seed, initial_epoch):
     """The training seed: given, else the model's stored one when resuming, else fresh."""
     if seed is not None:
-        if isinstance(seed, bool) or not hasattr(seed, "__index__"):
-            raise TypeError(f"seed must be a non-negative integer or None, got {seed!r}")
-        if int(seed) < 0:
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed}")
-        return int(seed)
+        return checks.nonneg_int(seed, "seed")
     stored = getattr(model, "train_seed", None)
     if initial_epoch > 0 and stored is not None:
         return int(stored)
@@ -370,13 +359,7 @@ def check_epochs(epochs, initial_epoch):
 def split_validation(x, y, validation_data, validation_split):
     """Keras's ``validation_split``: the LAST fraction of the samples (before any
     shuffling) becomes the validation data. -> (x, y, validation_data)."""
-    try:
-        frac = float(validation_split)
-    except (TypeError, ValueError):
-        raise TypeError(f"validation_split must be a number in [0, 1), got "
-                        f"{validation_split!r}") from None
-    if not 0.0 <= frac < 1.0:
-        raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+    frac = checks.real_in(validation_split, "validation_split", 0, 1, high_open=True)
     if frac == 0.0:
         return x, y, validation_data
     if validation_data is not None:
@@ -435,10 +418,10 @@ def fit(model, x, y=None, epochs=1, batch_size=64, optimizer=None, loss="softmax
         distributed=False, sync_batchnorm=False):
     """See :meth:`cnnlab.training.Model.fit`."""
     loss_fn = resolve_loss(loss)
-    epochs = _positive_int("epochs", epochs, 0)
-    initial_epoch = _positive_int("initial_epoch", initial_epoch, 0)
+    epochs = checks.int_at_least(epochs, "epochs", 0)
+    initial_epoch = checks.int_at_least(initial_epoch, "initial_epoch", 0)
     check_epochs(epochs, initial_epoch)
-    batch_size = _positive_int("batch_size", batch_size)
+    batch_size = checks.int_at_least(batch_size, "batch_size", 1)
     if verbose not in (0, 1, 2):
         raise ValueError(f"verbose must be 0 (silent), 1 (progress bar) or 2 (one line per "
                          f"epoch), got {verbose!r}")

@@ -15,6 +15,8 @@ import re
 
 import numpy as np
 
+from .. import checks
+
 
 class Metric:
     """Base class: ``name`` (the log key; validation adds 'val_') and
@@ -43,9 +45,8 @@ class TopKAccuracy(Metric):
     """Fraction of samples whose label is among the ``k`` highest scores."""
 
     def __init__(self, k=5):
-        if isinstance(k, bool) or not hasattr(k, "__index__") or int(k) < 1:
-            raise ValueError(f"TopKAccuracy: k must be a positive int, got {k!r}")
-        self.k = int(k)
+        with checks.owned_by("TopKAccuracy"):
+            self.k = checks.positive_int(k, "k")
         self.name = f"top{self.k}_accuracy"
 
     def batch_sum(self, scores, y):

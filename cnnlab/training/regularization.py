@@ -11,17 +11,15 @@ each backward pass. (An optimizer's ``weight_decay`` instead decays every array.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from .. import checks
 
 
 def check_reg(who, reg):
     """``reg`` must be a finite real >= 0; -> float."""
-    if isinstance(reg, bool) or not isinstance(reg, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(float(reg)) or reg < 0:
-        raise ValueError(f"{who}: reg must be a finite number >= 0 (L2 strength), got {reg!r}")
-    return float(reg)
+    with checks.owned_by(who):
+        return checks.real_in(reg, "reg (the L2 strength)", 0.0)
 
 
 def weight_arrays(model):

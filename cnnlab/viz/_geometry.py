@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..layers import BatchNorm, Dropout
-from ..layers.activations import _Activation
-from ..layers.pooling import _PoolND
+from ..layers import Activation, PoolND
 from ._graph import CONV_TYPES
 
 
@@ -22,10 +21,10 @@ def layer_geometry(layer):
     if isinstance(layer, CONV_TYPES):
         return (layer.kernel_size, layer.stride, layer.dilation,
                 tuple(lo for lo, _ in layer._pads))
-    if isinstance(layer, _PoolND):
+    if isinstance(layer, PoolND):
         n = len(layer.pool_size)
         return (layer.pool_size, layer._stride, (1,) * n, tuple(lo for lo, _ in layer._pads))
-    if isinstance(layer, (_Activation, BatchNorm, Dropout)):
+    if isinstance(layer, (Activation, BatchNorm, Dropout)):
         return None
     raise ValueError(f"no receptive-field geometry for a {type(layer).__name__} layer "
                      f"({layer.name!r})")

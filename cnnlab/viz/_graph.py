@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..layers import Conv1D, Conv2D, Conv3D, Layer, chain
-from ..layers.activations import _Activation
+from ..layers import Activation
 
 CONV_TYPES = (Conv1D, Conv2D, Conv3D)
 
@@ -104,7 +104,7 @@ def last_conv_index(model):
     if not idx:
         raise ValueError(f"the model has no convolution layer; its layers: {layer_names(model)}")
     i = idx[-1]
-    if i + 1 < len(links) and isinstance(links[i + 1][1], _Activation):
+    if i + 1 < len(links) and isinstance(links[i + 1][1], Activation):
         i += 1
     return i
 

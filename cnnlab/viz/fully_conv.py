@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..layers import Conv2D, Dense, chain, deserialize, serialize
-from ..training.convert import _copy_arrays, _split, to_fully_convolutional  # noqa: F401 (re-export)
+from ..training.convert import copy_arrays, split_head, to_fully_convolutional  # noqa: F401 (re-export)
 from ._geometry import layer_geometry, receptive_field
 from ._graph import forward_through
 
@@ -24,7 +24,7 @@ from ._graph import forward_through
 def total_stride(model):
     """The step, in input pixels, between neighbouring windows of the converted net:
     the product of the strides of the layers before the first Flatten/Dense."""
-    features, _ = _split(model)
+    features, _ = split_head(model)
     (sy, sx), _, _ = receptive_field(features)
     return sy, sx
 
@@ -32,7 +32,7 @@ def total_stride(model):
 def _paddings(model):
     """[(index in the feature links, (pad_lo per axis))] of the feature layers that pad."""
     out = []
-    for i, (_, layer) in enumerate(_split(model)[0]):
+    for i, (_, layer) in enumerate(split_head(model)[0]):
         pads = getattr(layer, "_pads", None)
         if pads and any(lo or hi for lo, hi in pads):
             if any(lo != hi for lo, hi in pads):
@@ -59,7 +59,7 @@ def _unpadded_copy(model, index):
     copy = TrainableSequential(layers, input_shape=(c, h + 2 * pads[0], w + 2 * pads[1]),
                                dtype=model.dtype)
     for (_, old), new in zip(links, copy.layers):
-        _copy_arrays(old, new)
+        copy_arrays(old, new)
     return copy, tuple(pads)
 
 
@@ -85,7 +85,7 @@ def sliding_window_scores(model, x, stride=None, context=True, batch_size=256):
     net, py, px = model, 0, 0
     pads = _paddings(model) if context else []
     if pads:
-        before = _split(model)[0][:pads[0][0]]
+        before = split_head(model)[0][:pads[0][0]]
         if len(pads) > 1 or any(layer_geometry(layer) is not None for _, layer in before):
             raise ValueError("context=True needs a net whose only padding is in its first conv "
                              "layer; use context=False (zero-padded windows) for this net")
@@ -106,7 +106,7 @@ def conversion_table(model):
     fcn = to_fully_convolutional(model)
     new = {q.rsplit("/", 1)[-1]: layer for q, layer in chain(fcn)}
     rows = []
-    for name, layer in _split(model)[1]:
+    for name, layer in split_head(model)[1]:
         if isinstance(layer, Dense):
             conv = new[f"{layer.name}_as_conv"]
             rows.append((f"{name}: Dense w {tuple(layer.params['w'].shape)}",

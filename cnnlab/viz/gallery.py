@@ -158,14 +158,14 @@ def write_deepdream(out_dir, image="chelsea", model=None, layers=("relu", "relu_
 
 def first_block_layer(model):
     """The first pooling layer after the first conv (finer maps for Grad-CAM), or None."""
-    from ..layers.pooling import _PoolND
+    from ..layers import PoolND
 
     links = chain(model)
     convs = [i for i, (_, layer) in enumerate(links) if isinstance(layer, features.CONV_TYPES)]
     if not convs:
         return None
     for i in range(convs[0] + 1, len(links)):
-        if isinstance(links[i][1], _PoolND):
+        if isinstance(links[i][1], PoolND):
             return links[i][0]
         if isinstance(links[i][1], features.CONV_TYPES):
             return None
