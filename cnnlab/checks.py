@@ -20,6 +20,7 @@ The checks look at types, shapes and lengths only (O(1) in the data of an array)
 fast path stays fast. This module sits at the bottom of the import graph: it imports
 numpy and the standard library only.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -47,6 +48,7 @@ def owned_by(owner: str) -> Iterator[None]:
 
 
 # ----------------------------------------------------------------------------- integers
+
 
 def _integer(value, name, minimum, wording):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
@@ -79,13 +81,16 @@ def int_tuple(value, nsp: int, name: str, allow_zero: bool = False) -> tuple[int
     one = nonneg_int if allow_zero else positive_int
     if isinstance(value, (list, tuple)):
         if len(value) != nsp:
-            raise ValueError(f"{name} must have {nsp} entries (one per spatial axis), got "
-                             f"{len(value)}: {value!r}")
+            raise ValueError(
+                f"{name} must have {nsp} entries (one per spatial axis), got "
+                f"{len(value)}: {value!r}"
+            )
         return tuple(one(e, name) for e in value)
     return (one(value, name),) * nsp
 
 
 # ----------------------------------------------------------------------------- real numbers
+
 
 def real_number(value, name: str) -> float:
     """A real scalar (int, float, numpy scalar or 0-d array; not bool, not a string) ->
@@ -97,8 +102,14 @@ def real_number(value, name: str) -> float:
     return float(value)
 
 
-def real_in(value, name: str, low: float | None = None, high: float | None = None,
-            low_open: bool = False, high_open: bool = False) -> float:
+def real_in(
+    value,
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     """A finite real number in [low, high] (an end open when asked; None = unbounded) ->
     float. Hyperparameters: rates, momenta, epsilons (the optimizers check ``lr`` at each
     step: a Python float skips the type tests)."""
@@ -108,9 +119,11 @@ def real_in(value, name: str, low: float | None = None, high: float | None = Non
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
             raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
     v = float(value)
-    bad = (not math.isfinite(v)
-           or (low is not None and (v < low or (low_open and v == low)))
-           or (high is not None and (v > high or (high_open and v == high))))
+    bad = (
+        not math.isfinite(v)
+        or (low is not None and (v < low or (low_open and v == low)))
+        or (high is not None and (v > high or (high_open and v == high)))
+    )
     if bad:
         lo = "-inf" if low is None else low
         hi = "inf" if high is None else high
@@ -120,6 +133,7 @@ def real_in(value, name: str, low: float | None = None, high: float | None = Non
 
 
 # ----------------------------------------------------------------------------- other kinds
+
 
 def boolean(value, name: str) -> bool:
     """True or False (numpy bools too; not 0/1) -> bool."""
@@ -140,13 +154,17 @@ def sample_shape(value, name: str = "input_shape") -> tuple[int, ...]:
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         value = (value,)
     if not isinstance(value, (list, tuple)) or len(value) == 0:
-        raise TypeError(f"{name} must be a non-empty tuple of positive ints (per sample, channels "
-                        f"first, e.g. (1, 28, 28)), got {value!r}")
+        raise TypeError(
+            f"{name} must be a non-empty tuple of positive ints (per sample, channels "
+            f"first, e.g. (1, 28, 28)), got {value!r}"
+        )
     out = []
     for v in value:
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < 1:
-            raise ValueError(f"{name} must hold positive ints (per sample, channels first, "
-                             f"e.g. (1, 28, 28)), got {tuple(value)!r}")
+            raise ValueError(
+                f"{name} must hold positive ints (per sample, channels first, "
+                f"e.g. (1, 28, 28)), got {tuple(value)!r}"
+            )
         out.append(int(v))
     return tuple(out)
 
@@ -156,7 +174,9 @@ def float_dtype(value, name: str = "dtype") -> np.dtype:
     try:
         dt = np.dtype(value)
     except TypeError as exc:
-        raise TypeError(f"{name} must be a floating dtype such as np.float32, got {value!r}") from exc
+        raise TypeError(
+            f"{name} must be a floating dtype such as np.float32, got {value!r}"
+        ) from exc
     if dt.kind != "f":
         raise TypeError(f"{name} must be a floating dtype such as np.float32, got {dt}")
     return dt
@@ -166,8 +186,10 @@ def float_dtype(value, name: str = "dtype") -> np.dtype:
 # padding specs and output sizes of a sliding window (convolution, pooling): layers need
 # them to infer shapes, the ops to check their arguments
 
-def resolve_padding(padding, kernel: Sequence[int], stride: Sequence[int],
-                    dilation: Sequence[int]) -> tuple[tuple[int, int], ...]:
+
+def resolve_padding(
+    padding, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]
+) -> tuple[tuple[int, int], ...]:
     """Padding spec -> per-axis (lo, hi) pairs.
 
     int or per-axis ints: symmetric; per-axis (lo, hi) pairs: as given;
@@ -178,18 +200,24 @@ def resolve_padding(padding, kernel: Sequence[int], stride: Sequence[int],
     if isinstance(padding, str):
         name = padding.lower()
         if name not in PADDING_NAMES:
-            raise ValueError(f"padding must be an int, a tuple or one of {PADDING_NAMES}, got {padding!r}")
+            raise ValueError(
+                f"padding must be an int, a tuple or one of {PADDING_NAMES}, got {padding!r}"
+            )
         if name == "valid":
             return ((0, 0),) * nsp
         if name == "full":
             return tuple((d * (f - 1), d * (f - 1)) for f, d in zip(kernel, dilation))
         if any(s != 1 for s in stride):
-            raise ValueError(f"padding='same' needs stride 1 on every axis, got stride={tuple(stride)}")
+            raise ValueError(
+                f"padding='same' needs stride 1 on every axis, got stride={tuple(stride)}"
+            )
         total = [d * (f - 1) for f, d in zip(kernel, dilation)]
         return tuple((t // 2, t - t // 2) for t in total)
     if isinstance(padding, (list, tuple)):
         if len(padding) != nsp:
-            raise ValueError(f"padding must have {nsp} entries (one per spatial axis), got {len(padding)}: {padding!r}")
+            raise ValueError(
+                f"padding must have {nsp} entries (one per spatial axis), got {len(padding)}: {padding!r}"
+            )
         out: list[tuple[int, int]] = []
         for p in padding:
             if isinstance(p, (list, tuple)):
@@ -205,9 +233,14 @@ def resolve_padding(padding, kernel: Sequence[int], stride: Sequence[int],
     return ((q, q),) * nsp
 
 
-def output_shape(spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
-                 pads: Sequence[tuple[int, int]], dilation: Sequence[int],
-                 what: str = "input") -> tuple[int, ...]:
+def output_shape(
+    spatial: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    pads: Sequence[tuple[int, int]],
+    dilation: Sequence[int],
+    what: str = "input",
+) -> tuple[int, ...]:
     """Per-axis output sizes floor((n + lo + hi - d(f - 1) - 1) / s) + 1; a clear error
     when the kernel does not fit in the padded ``what``."""
     out = []
@@ -216,6 +249,7 @@ def output_shape(spatial: Sequence[int], kernel: Sequence[int], stride: Sequence
         if span < 0:
             raise ValueError(
                 f"kernel size {f} (dilation {d}) on spatial axis {axis} is larger than the padded "
-                f"{what}: {n} + padding {lo}+{hi} = {n + lo + hi}")
+                f"{what}: {n} + padding {lo}+{hi} = {n + lo + hi}"
+            )
         out.append(span // s + 1)
     return tuple(out)

@@ -4,6 +4,7 @@ output-size arithmetic; the generic checks (ints, reals, paddings, window sizes)
 
 Errors name the argument, say what was expected and what came (scikit-learn style).
 """
+
 from __future__ import annotations
 
 import math
@@ -11,13 +12,32 @@ import os
 
 import numpy as np
 
-from ..checks import PADDING_NAMES, nonneg_int, output_shape, positive_int, real_number, resolve_padding
+from ..checks import (
+    PADDING_NAMES,
+    nonneg_int,
+    output_shape,
+    positive_int,
+    real_number,
+    resolve_padding,
+)
 from ..checks import int_tuple as as_tuple
 
-__all__ = ["PADDING_NAMES", "as_float_array", "as_tuple", "check_cache", "check_conv_memory",
-           "check_conv_sizes", "check_dout", "check_ndim", "check_spatial_rank",
-           "conv_output_size", "output_shape", "physical_memory", "real_number",
-           "resolve_padding"]
+__all__ = [
+    "PADDING_NAMES",
+    "as_float_array",
+    "as_tuple",
+    "check_cache",
+    "check_conv_memory",
+    "check_conv_sizes",
+    "check_dout",
+    "check_ndim",
+    "check_spatial_rank",
+    "conv_output_size",
+    "output_shape",
+    "physical_memory",
+    "real_number",
+    "resolve_padding",
+]
 
 
 def conv_output_size(n, f, padding=0, stride=1, dilation=1):
@@ -38,7 +58,7 @@ def conv_output_size(n, f, padding=0, stride=1, dilation=1):
     s = positive_int(stride, "stride")
     d = positive_int(dilation, "dilation")
     if isinstance(padding, str):
-        (lo, hi), = resolve_padding(padding, (f,), (s,), (d,))
+        ((lo, hi),) = resolve_padding(padding, (f,), (s,), (d,))
     elif isinstance(padding, tuple):
         lo, hi = (nonneg_int(p, "padding") for p in padding)
     else:
@@ -47,7 +67,8 @@ def conv_output_size(n, f, padding=0, stride=1, dilation=1):
     if span < 0:
         raise ValueError(
             f"kernel size {f} (dilation {d}) is larger than the padded input "
-            f"{n} + {lo} + {hi} = {n + lo + hi}")
+            f"{n} + {lo} + {hi} = {n + lo + hi}"
+        )
     return span // s + 1
 
 
@@ -81,7 +102,8 @@ def check_spatial_rank(x, name="x", what="convnd_forward"):
         raise ValueError(
             f"{what}: {name} must be (N, C, *spatial) with at least one spatial axis "
             f"(3-D or more), got shape {x.shape} ({x.ndim}-D); for one 1-D signal or 2-D "
-            f"image use correlate1d / correlate2d, or add the axes: {name}[None, None]")
+            f"image use correlate1d / correlate2d, or add the axes: {name}[None, None]"
+        )
 
 
 def check_conv_sizes(x, w):
@@ -92,8 +114,9 @@ def check_conv_sizes(x, w):
     if w.shape[0] == 0:
         raise ValueError(f"w must have at least one filter, got shape {w.shape} (K=0)")
     if 0 in w.shape[2:]:
-        raise ValueError(f"w must have a kernel of at least 1 cell per spatial axis, got shape "
-                         f"{w.shape}")
+        raise ValueError(
+            f"w must have a kernel of at least 1 cell per spatial axis, got shape {w.shape}"
+        )
 
 
 def _human_bytes(n):
@@ -129,11 +152,11 @@ def check_conv_memory(x_shape, k, pads, out_shape, itemsize):
         need = math.prod(shape) * itemsize
         if need > limit:
             padding = tuple(pads)
-            cause = (f"padding={padding} is too large: " if any(lo or hi for lo, hi in pads)
-                     else "")
+            cause = f"padding={padding} is too large: " if any(lo or hi for lo, hi in pads) else ""
             raise ValueError(
                 f"{cause}the convolution's {what} {shape} would need {_human_bytes(need)}, "
-                f"more than this machine's memory ({_human_bytes(limit)})")
+                f"more than this machine's memory ({_human_bytes(limit)})"
+            )
 
 
 def check_cache(cache, kind, op):
@@ -143,8 +166,10 @@ def check_cache(cache, kind, op):
         got = type(cache).__name__
         if type(cache) is tuple:
             got = f"a plain tuple of {len(cache)}"
-        raise TypeError(f"cache must be the cache returned by {op}_forward (the second value "
-                        f"of its result), got {got}")
+        raise TypeError(
+            f"cache must be the cache returned by {op}_forward (the second value "
+            f"of its result), got {got}"
+        )
     return cache
 
 
@@ -160,8 +185,9 @@ def check_dout(dout, shape, dtype=None):
         raise TypeError(f"dout must hold numbers, got dtype {dout.dtype}")
     shape = tuple(shape)
     if dout.shape != shape:
-        raise ValueError(f"dout must have the shape of the forward output {shape}, got "
-                         f"{dout.shape}")
+        raise ValueError(
+            f"dout must have the shape of the forward output {shape}, got {dout.shape}"
+        )
     if dtype is not None and dout.dtype != dtype:
         dout = dout.astype(dtype)
     return dout

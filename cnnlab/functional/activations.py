@@ -1,8 +1,9 @@
 """Elementwise activations. Each returns ``out, cache``; backward returns dx.
 
-    relu(x) = max(0, x)          leaky_relu(x) = x if x > 0 else alpha * x
-    sigmoid(x) = 1 / (1 + e^-x)  tanh(x)
+relu(x) = max(0, x)          leaky_relu(x) = x if x > 0 else alpha * x
+sigmoid(x) = 1 / (1 + e^-x)  tanh(x)
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -15,6 +16,7 @@ from . import kernels
 
 class LeakyReluCache(NamedTuple):
     """What :func:`leaky_relu_backward` needs."""
+
     x: np.ndarray
     alpha: float
 
@@ -45,7 +47,9 @@ def leaky_relu_backward(dout, cache):
     """dx = dout if x > 0 else alpha * dout."""
     x, alpha = check_cache(cache, LeakyReluCache, "leaky_relu")
     dout = check_dout(dout, x.shape)
-    return np.where(x > 0, dout, dout * np.asarray(alpha, dtype=x.dtype)).astype(x.dtype, copy=False)
+    return np.where(x > 0, dout, dout * np.asarray(alpha, dtype=x.dtype)).astype(
+        x.dtype, copy=False
+    )
 
 
 def sigmoid_forward(x):

@@ -2,6 +2,7 @@
 
 x (N, d_1, ..., d_k) with D = prod(d_i), w (D, M), b (M,) -> out (N, M).
 """
+
 from __future__ import annotations
 
 import math
@@ -14,6 +15,7 @@ from ._args import as_float_array, check_cache, check_dout
 
 class AffineCache(NamedTuple):
     """What :func:`affine_backward` needs: x as (N, D), x's shape, w, whether b was given."""
+
     x2: np.ndarray
     x_shape: tuple
     w: np.ndarray
@@ -31,7 +33,8 @@ def affine_forward(x, w, b):
     d = math.prod(x.shape[1:])
     if d != w.shape[0]:
         raise ValueError(
-            f"x has D={d} features per sample (shape {x.shape}) but w expects D={w.shape[0]} (shape {w.shape})")
+            f"x has D={d} features per sample (shape {x.shape}) but w expects D={w.shape[0]} (shape {w.shape})"
+        )
     x2 = x.reshape(x.shape[0], d)
     out = x2 @ w
     if b is not None:

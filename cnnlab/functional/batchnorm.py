@@ -6,6 +6,7 @@
 1-D: x (N, D), gamma/beta (D,). Spatial: x (N, C, H, W) (or any (N, C, *S)), statistics
 per channel over N and the spatial axes -- the (N*H*W, C) reshape done without copying.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -18,6 +19,7 @@ from .kernels import channel_affine, channel_dot, channel_sums, in_order, memory
 
 class BatchNormCache(NamedTuple):
     """What the batch-norm backward passes need (x_hat is rebuilt from xc / std)."""
+
     x: np.ndarray
     xc: np.ndarray
     mu: np.ndarray
@@ -26,7 +28,7 @@ class BatchNormCache(NamedTuple):
     gamma: np.ndarray
     eps: float
     axes: tuple
-    sync: object = None   # (reduce, m) of a sync batch norm over MPI ranks, else None
+    sync: object = None  # (reduce, m) of a sync batch norm over MPI ranks, else None
 
 
 def _param(bn_param, d, dtype):
@@ -51,14 +53,18 @@ def _bn_forward(x, gamma, beta, bn_param, axes, shape):
     gamma = as_float_array(gamma, "gamma")
     beta = as_float_array(beta, "beta")
     if gamma.shape != (d,) or beta.shape != (d,):
-        raise ValueError(f"gamma and beta must have shape ({d},) (one per feature/channel), "
-                         f"got {gamma.shape} and {beta.shape}")
+        raise ValueError(
+            f"gamma and beta must have shape ({d},) (one per feature/channel), "
+            f"got {gamma.shape} and {beta.shape}"
+        )
     mode, eps, momentum, rm, rv = _param(bn_param, d, x.dtype)
     g = gamma.reshape(shape).astype(x.dtype, copy=False)
     bt = beta.reshape(shape).astype(x.dtype, copy=False)
     if mode == "test":  # out = (x - running_mean) * gamma / sqrt(running_var + eps) + beta
         scale = g.reshape(d) / np.sqrt(rv + eps).astype(x.dtype, copy=False)
-        return channel_affine(x, scale, bt.reshape(d) - rm.astype(x.dtype, copy=False) * scale), None
+        return channel_affine(
+            x, scale, bt.reshape(d) - rm.astype(x.dtype, copy=False) * scale
+        ), None
     m = x.size // d
     # per-channel passes that keep long inner loops in any memory layout (see
     # kernels.channel_sums): the mean, x - mean, its mean square, the scale and shift
@@ -79,8 +85,9 @@ def _bn_forward(x, gamma, beta, bn_param, axes, shape):
     rv *= momentum
     rv += (1 - momentum) * var
     sync = None if reduce is None else (reduce, m)
-    return out, BatchNormCache(x, xc, mu.reshape(shape), var.reshape(shape), std.reshape(shape),
-                               g, eps, axes, sync)
+    return out, BatchNormCache(
+        x, xc, mu.reshape(shape), var.reshape(shape), std.reshape(shape), g, eps, axes, sync
+    )
 
 
 def batchnorm_forward(x, gamma, beta, bn_param):
@@ -90,8 +97,10 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     backward pass must then be :func:`batchnorm_backward_alt`)."""
     x = as_float_array(x, "x")
     if x.ndim != 2:
-        raise ValueError(f"x must be 2-D (N, D) for batchnorm_forward, got shape {x.shape}; "
-                         "use spatial_batchnorm_forward for (N, C, H, W)")
+        raise ValueError(
+            f"x must be 2-D (N, D) for batchnorm_forward, got shape {x.shape}; "
+            "use spatial_batchnorm_forward for (N, C, H, W)"
+        )
     return _bn_forward(x, gamma, beta, bn_param, (0,), (1, -1))
 
 
@@ -100,8 +109,10 @@ def batchnorm_backward(dout, cache):
     x, xc, mu, var, std, g, eps, axes, sync = check_cache(cache, BatchNormCache, "batchnorm")
     dout = check_dout(dout, x.shape)
     if sync is not None:
-        raise ValueError("a sync batch norm forward (bn_param['reduce']) needs "
-                         "batchnorm_backward_alt, which reduces its sums over the processes")
+        raise ValueError(
+            "a sync batch norm forward (bn_param['reduce']) needs "
+            "batchnorm_backward_alt, which reduces its sums over the processes"
+        )
     m = x.size // x.shape[1]
     xhat = xc / std
     dbeta = dout.sum(axis=axes)
@@ -123,7 +134,7 @@ def batchnorm_backward(dout, cache):
 def batchnorm_backward_alt(dout, cache):
     """Simplified closed form -> (dx, dgamma, dbeta):
 
-        dx = gamma / (m * std) * (m * dout - sum(dout) - xhat * sum(dout * xhat))
+    dx = gamma / (m * std) * (m * dout - sum(dout) - xhat * sum(dout * xhat))
     """
     x, xc, mu, var, std, g, eps, axes, sync = check_cache(cache, BatchNormCache, "batchnorm")
     dout = check_dout(dout, x.shape)
@@ -136,7 +147,7 @@ def batchnorm_backward_alt(dout, cache):
     if sync is not None:  # sync batch norm: dx needs both sums over the whole batch
         reduce, m = sync
         total = reduce(np.concatenate([dbeta, dgamma])).astype(x.dtype)
-        sb, sg = total[:dbeta.size], total[dbeta.size:]
+        sb, sg = total[: dbeta.size], total[dbeta.size :]
     # dx = a * (dout - xc * dgamma / (m * std)) - a * dbeta / m, a = gamma / std
     dx = channel_affine(xc, -sg / (m * std))
     np.add(dx, dout, out=dx)
@@ -148,7 +159,9 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     """x (N, C, H, W) (or (N, C, *S)), statistics per channel -> ``out, cache``."""
     x = as_float_array(x, "x")
     if x.ndim < 3:
-        raise ValueError(f"x must be (N, C, H, W) for spatial_batchnorm_forward, got shape {x.shape}")
+        raise ValueError(
+            f"x must be (N, C, H, W) for spatial_batchnorm_forward, got shape {x.shape}"
+        )
     axes = (0,) + tuple(range(2, x.ndim))
     return _bn_forward(x, gamma, beta, bn_param, axes, (1, -1) + (1,) * (x.ndim - 2))
 

@@ -8,6 +8,7 @@ One N-d implementation, :func:`convnd_forward` / :func:`convnd_backward`; the na
 Shapes: x (N, C, *S), w (K, C, *k), b (K,) or None -> out (N, K, *O) with
 O = floor((S + p_lo + p_hi - d(k - 1) - 1) / stride) + 1 per axis.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -15,8 +16,18 @@ from typing import NamedTuple
 import numpy as np
 
 from . import kernels
-from ._args import (as_float_array, as_tuple, check_cache, check_conv_memory, check_conv_sizes,
-                    check_dout, check_ndim, check_spatial_rank, output_shape, resolve_padding)
+from ._args import (
+    as_float_array,
+    as_tuple,
+    check_cache,
+    check_conv_memory,
+    check_conv_sizes,
+    check_dout,
+    check_ndim,
+    check_spatial_rank,
+    output_shape,
+    resolve_padding,
+)
 
 _LAYOUT = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
 _WLAYOUT = {1: "(K, C, f)", 2: "(K, C, kh, kw)", 3: "(K, C, kd, kh, kw)"}
@@ -25,6 +36,7 @@ _WLAYOUT = {1: "(K, C, f)", 2: "(K, C, kh, kw)", 3: "(K, C, kd, kh, kw)"}
 class ConvCache(NamedTuple):
     """What :func:`convnd_backward` needs; ``kernel`` (last) is the route's own cache,
     None for an empty batch."""
+
     w: np.ndarray
     has_bias: bool
     stride: tuple
@@ -51,12 +63,15 @@ def convnd_forward(x, w, b=None, stride=1, padding=0, dilation=1, nsp=None):
     if w.shape[1] != x.shape[1]:
         raise ValueError(
             f"channel mismatch: x has C={x.shape[1]} channels (shape {x.shape}) but w expects "
-            f"C={w.shape[1]} (shape {w.shape})")
+            f"C={w.shape[1]} (shape {w.shape})"
+        )
     check_conv_sizes(x, w)
     if b is not None:
         b = as_float_array(b, "b")
         if b.shape != (w.shape[0],):
-            raise ValueError(f"b must have shape ({w.shape[0]},) (one bias per filter), got {b.shape}")
+            raise ValueError(
+                f"b must have shape ({w.shape[0]},) (one bias per filter), got {b.shape}"
+            )
     dtype = np.result_type(x.dtype, w.dtype, *(() if b is None else (b.dtype,)))
     x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
     if b is not None:
@@ -82,7 +97,8 @@ def convnd_backward(dout, cache, need_dx=True):
     dx = the transposed convolution of dout with w (scattered back, padding cropped).
     """
     w, has_bias, stride, pads, dilation, x_shape, out_shape, kcache = check_cache(
-        cache, ConvCache, "conv")
+        cache, ConvCache, "conv"
+    )
     dout = check_dout(dout, out_shape, w.dtype)
     if kcache is None:  # empty batch: no gradient flows
         dx = np.zeros(x_shape, w.dtype) if need_dx else None

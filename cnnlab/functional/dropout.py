@@ -1,5 +1,6 @@
 """Inverted dropout: keep each unit with probability p and scale by 1/p at train time,
 so test time is the identity.   out = x * mask / p,  mask ~ Bernoulli(p)."""
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -11,6 +12,7 @@ from ._args import as_float_array, check_cache, check_dout, real_number
 
 class DropoutCache(NamedTuple):
     """What :func:`dropout_backward` needs: the scaled mask (None: identity), the mode."""
+
     mask: object
     mode: str
     x_shape: tuple
@@ -24,7 +26,9 @@ def dropout_forward(x, dropout_param):
         raise TypeError(f"dropout_param must be a dict, got {type(dropout_param).__name__}")
     p = real_number(dropout_param.get("p", 0.5), "dropout_param['p']")
     if not (0 < p <= 1):
-        raise ValueError(f"dropout_param['p'] is the keep probability and must be in (0, 1], got {p}")
+        raise ValueError(
+            f"dropout_param['p'] is the keep probability and must be in (0, 1], got {p}"
+        )
     mode = dropout_param.get("mode", "train")
     if mode not in ("train", "test"):
         raise ValueError(f"dropout_param['mode'] must be 'train' or 'test', got {mode!r}")
@@ -33,7 +37,9 @@ def dropout_forward(x, dropout_param):
     rng = dropout_param.get("rng")
     if rng is None:
         rng = np.random.default_rng(dropout_param.get("seed"))
-    mask = (rng.random(x.shape, dtype=np.float32) < p).astype(x.dtype) / np.asarray(p, dtype=x.dtype)
+    mask = (rng.random(x.shape, dtype=np.float32) < p).astype(x.dtype) / np.asarray(
+        p, dtype=x.dtype
+    )
     return x * mask, DropoutCache(mask, mode, x.shape)
 
 

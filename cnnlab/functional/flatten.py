@@ -5,6 +5,7 @@
 The gradient comes back in the memory layout of x (channels- or batch-last when a conv
 made it), where the layers before work on it: mixed layouts cost them ~3x.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -17,6 +18,7 @@ from ._args import check_cache, check_dout
 
 class FlattenCache(NamedTuple):
     """What :func:`flatten_backward` needs."""
+
     x_shape: tuple
     order: tuple  # x's memory order
 

@@ -1,9 +1,10 @@
 """Softmax and the two classification losses of the courses (mean over the batch).
 
-    softmax:  p_ij = exp(s_ij) / sum_k exp(s_ik)
-    cross-entropy:  L = -1/N sum_i log p_{i, y_i},     dL/ds = (p - onehot(y)) / N
-    SVM (hinge, margin 1):  L = 1/N sum_i sum_{j != y_i} max(0, s_ij - s_{i y_i} + 1)
+softmax:  p_ij = exp(s_ij) / sum_k exp(s_ik)
+cross-entropy:  L = -1/N sum_i log p_{i, y_i},     dL/ds = (p - onehot(y)) / N
+SVM (hinge, margin 1):  L = 1/N sum_i sum_{j != y_i} max(0, s_ij - s_{i y_i} + 1)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,8 +33,10 @@ def _check(scores, y):
         raise ValueError(f"scores must be 2-D (N, num_classes), got shape {scores.shape}")
     y = np.asarray(y)
     if y.ndim != 1 or y.shape[0] != scores.shape[0]:
-        raise ValueError(f"y must be 1-D with one label per row of scores: expected shape "
-                         f"({scores.shape[0]},), got {y.shape}")
+        raise ValueError(
+            f"y must be 1-D with one label per row of scores: expected shape "
+            f"({scores.shape[0]},), got {y.shape}"
+        )
     if y.dtype.kind not in "iu":
         if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
             y = y.astype(np.int64)

@@ -6,6 +6,7 @@
 ``mode`` follows scipy.signal: 'valid' (M - F + 1), 'full' (M + F - 1), 'same' (M: the
 part of 'full' that starts at (F - 1) // 2; equals np.convolve(x, w, 'same') when F <= M).
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -11,6 +11,7 @@
 The contract (forward/backward/params/grads/state, naming, shape inference) is in
 docs/ARCHITECTURE.md and :mod:`cnnlab.layers.base`.
 """
+
 from .activations import Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .base import Layer
 from .containers import Concat, Container, Residual, Sequential, chain
@@ -18,8 +19,16 @@ from .conv import Conv1D, Conv2D, Conv3D, ConvND
 from .core import Dense, Dropout, Flatten
 from .normalization import BatchNorm
 from .pooling import (
-    AvgPool1D, AvgPool2D, AvgPool3D, GlobalAvgPool1D, GlobalAvgPool2D, GlobalAvgPool3D,
-    MaxPool1D, MaxPool2D, MaxPool3D, PoolND,
+    AvgPool1D,
+    AvgPool2D,
+    AvgPool3D,
+    GlobalAvgPool1D,
+    GlobalAvgPool2D,
+    GlobalAvgPool3D,
+    MaxPool1D,
+    MaxPool2D,
+    MaxPool3D,
+    PoolND,
 )
 from .serialization import deserialize, get_registered, register, registered, serialize
 from .roundtrip import check_serializable
@@ -28,12 +37,42 @@ from .summary import Summary, summarize
 
 __all__ = [
     "chain",
-    "Layer", "Container", "Sequential", "Concat", "Residual",
-    "Conv1D", "Conv2D", "Conv3D", "MaxPool1D", "MaxPool2D", "MaxPool3D",
-    "AvgPool1D", "AvgPool2D", "AvgPool3D", "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D",
-    "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Flatten", "Dense", "BatchNorm", "Dropout",
-    "serialize", "deserialize", "register", "registered", "Summary", "summarize",
-    "custom_object_scope", "check_serializable",
+    "Layer",
+    "Container",
+    "Sequential",
+    "Concat",
+    "Residual",
+    "Conv1D",
+    "Conv2D",
+    "Conv3D",
+    "MaxPool1D",
+    "MaxPool2D",
+    "MaxPool3D",
+    "AvgPool1D",
+    "AvgPool2D",
+    "AvgPool3D",
+    "GlobalAvgPool1D",
+    "GlobalAvgPool2D",
+    "GlobalAvgPool3D",
+    "ReLU",
+    "LeakyReLU",
+    "Sigmoid",
+    "Tanh",
+    "Softmax",
+    "Flatten",
+    "Dense",
+    "BatchNorm",
+    "Dropout",
+    "serialize",
+    "deserialize",
+    "register",
+    "registered",
+    "Summary",
+    "summarize",
+    "custom_object_scope",
+    "check_serializable",
     "get_registered",
-    "Activation", "ConvND", "PoolND",  # base classes, for isinstance tests and subclassing
+    "Activation",
+    "ConvND",
+    "PoolND",  # base classes, for isinstance tests and subclassing
 ]

@@ -4,14 +4,26 @@ spelling, a padding spec kept for ``get_config``). E.g.
 
     Conv2D: filters must be positive, got 0
 """
+
 from __future__ import annotations
 
 from .. import checks
 from ..checks import float_dtype
 from ..checks import sample_shape as as_shape
 
-__all__ = ["positive_int", "nonneg_int", "int_tuple", "stride_or_strides", "padding", "boolean",
-           "real", "choice", "jsonable", "as_shape", "float_dtype"]
+__all__ = [
+    "positive_int",
+    "nonneg_int",
+    "int_tuple",
+    "stride_or_strides",
+    "padding",
+    "boolean",
+    "real",
+    "choice",
+    "jsonable",
+    "as_shape",
+    "float_dtype",
+]
 
 
 def positive_int(owner, value, name):
@@ -39,8 +51,10 @@ def stride_or_strides(owner, stride, strides, nsp):
         return None if stride is None else int_tuple(owner, stride, nsp, "stride")
     theirs = int_tuple(owner, strides, nsp, "strides")
     if stride is not None and int_tuple(owner, stride, nsp, "stride") != theirs:
-        raise ValueError(f"{owner}: got stride={stride!r} and strides={strides!r}; they are the "
-                         f"same argument (strides is Keras's name): give one of them")
+        raise ValueError(
+            f"{owner}: got stride={stride!r} and strides={strides!r}; they are the "
+            f"same argument (strides is Keras's name): give one of them"
+        )
     return theirs
 
 

@@ -5,6 +5,7 @@ Each entry: forward(x) -> (out, cache) and backward(dout, cache) -> dx.
     softmax over axis 1 (features / channels):  s = exp(x) / sum exp(x)
     backward (exact JVP):  dx = s * (dout - sum_j dout_j s_j)
 """
+
 from __future__ import annotations
 
 from .. import functional as F
@@ -35,7 +36,9 @@ def check(owner, value):
         return None
     if isinstance(value, str) and value.lower() in ACTIVATIONS:
         return value.lower()
-    raise ValueError(f"{owner}: activation must be None or one of {sorted(ACTIVATIONS)}, got {value!r}")
+    raise ValueError(
+        f"{owner}: activation must be None or one of {sorted(ACTIVATIONS)}, got {value!r}"
+    )
 
 
 def apply(name, z):

@@ -1,10 +1,11 @@
 """Activation layers (no parameters), elementwise except Softmax:
 
-    ReLU: max(0, x)      LeakyReLU: x if x > 0 else alpha * x
-    Sigmoid: 1 / (1 + e^-x)      Tanh: tanh(x)
-    Softmax (over axis 1, the features / channels): s = exp(x) / sum exp(x);
-        backward is the exact Jacobian-vector product dx = s * (dout - sum(dout * s)).
+ReLU: max(0, x)      LeakyReLU: x if x > 0 else alpha * x
+Sigmoid: 1 / (1 + e^-x)      Tanh: tanh(x)
+Softmax (over axis 1, the features / channels): s = exp(x) / sum exp(x);
+    backward is the exact Jacobian-vector product dx = s * (dout - sum(dout * s)).
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, ClassVar
@@ -19,6 +20,7 @@ class Activation(Layer):
     """Base class of the parameter-free activation layers: a subclass sets ``_fwd`` /
     ``_bwd`` to an elementwise ``F.*_forward`` / ``F.*_backward`` pair (or overrides
     ``_forward`` / ``_backward``). Shape in = shape out."""
+
     shape_check = "rank"
     _fwd: ClassVar[Callable[..., Any] | None] = None
     _bwd: ClassVar[Callable[..., Any] | None] = None
@@ -37,6 +39,7 @@ _Activation = Activation  # the old private name, kept for code that imported it
 @register
 class ReLU(Activation):
     """out = max(0, x); dx = dout * [x > 0]."""
+
     default_name = "relu"
     commutes_with_max = True  # relu(max(a, b)) == max(relu(a), relu(b)): see Sequential.fused_pairs
     _fwd = staticmethod(F.relu_forward)
@@ -46,6 +49,7 @@ class ReLU(Activation):
 @register
 class Sigmoid(Activation):
     """out = 1 / (1 + exp(-x)); dx = dout * s * (1 - s)."""
+
     _fwd = staticmethod(F.sigmoid_forward)
     _bwd = staticmethod(F.sigmoid_backward)
 
@@ -53,6 +57,7 @@ class Sigmoid(Activation):
 @register
 class Tanh(Activation):
     """out = tanh(x); dx = dout * (1 - out^2)."""
+
     _fwd = staticmethod(F.tanh_forward)
     _bwd = staticmethod(F.tanh_backward)
 
@@ -60,6 +65,7 @@ class Tanh(Activation):
 @register
 class LeakyReLU(Activation):
     """out = x if x > 0 else alpha * x."""
+
     default_name = "leaky_relu"
 
     def __init__(self, alpha=0.01, name=None):

@@ -16,6 +16,7 @@ was (so predicting in one thread never disturbs a training step in another), its
 is the current activation; ``backward`` uses the cache of the last forward that kept one,
 releases it, and raises a RuntimeError when there is none.
 """
+
 from __future__ import annotations
 
 import re
@@ -46,22 +47,28 @@ class Layer:
     """
 
     shape_check = "strict"
-    default_name: ClassVar[str | None] = None  # None: the class name in snake case ('MaxPool2D' -> 'max_pool2d')
+    default_name: ClassVar[str | None] = (
+        None  # None: the class name in snake case ('MaxPool2D' -> 'max_pool2d')
+    )
 
     def __init__(self, name=None):
-        if name is not None and (not isinstance(name, str) or not name or "/" in name or "." in name):
-            raise ValueError(f"{type(self).__name__}: name must be a non-empty str without '/' or "
-                             f"'.' (they separate qualified names), got {name!r}")
+        if name is not None and (
+            not isinstance(name, str) or not name or "/" in name or "." in name
+        ):
+            raise ValueError(
+                f"{type(self).__name__}: name must be a non-empty str without '/' or "
+                f"'.' (they separate qualified names), got {name!r}"
+            )
         self._auto_name = name is None
         self.name = self.base_name() if name is None else name
         self.params, self.grads, self.state = {}, {}, {}
         self.built = False
-        self.input_shape = None   # per sample, channels first, set by build
+        self.input_shape = None  # per sample, channels first, set by build
         self.output_shape = None
         self.dtype = None
-        self._cache = None        # None: no forward kept a cache
-        self._accepted = None     # the last per-sample shape forward() checked and accepted
-        self._need_dx = True      # set by backward(need_dx=...) for _backward to read
+        self._cache = None  # None: no forward kept a cache
+        self._accepted = None  # the last per-sample shape forward() checked and accepted
+        self._need_dx = True  # set by backward(need_dx=...) for _backward to read
 
     # ------------------------------------------------------------------ naming
     @classmethod
@@ -102,8 +109,10 @@ class Layer:
             return False
         if input_shape == self.input_shape and dtype == self.dtype:
             return True
-        raise ValueError(f"{self._label()} is already built for input shape {self.input_shape} "
-                         f"({self.dtype}); cannot build it again for {input_shape} ({dtype})")
+        raise ValueError(
+            f"{self._label()} is already built for input shape {self.input_shape} "
+            f"({self.dtype}); cannot build it again for {input_shape} ({dtype})"
+        )
 
     def _build(self, input_shape, rng, dtype):
         """Create ``self.params`` / ``self.state`` (none by default)."""
@@ -124,15 +133,20 @@ class Layer:
         if self.built:
             mode = self.shape_check
             if len(input_shape) != len(expected):
-                raise ValueError(f"{self._label()} was built for {len(expected)}-D samples of shape "
-                                 f"{expected}, got samples of shape {input_shape}")
+                raise ValueError(
+                    f"{self._label()} was built for {len(expected)}-D samples of shape "
+                    f"{expected}, got samples of shape {input_shape}"
+                )
             if mode == "strict" and input_shape != expected:
-                raise ValueError(f"{self._label()} was built for samples of shape {expected}, "
-                                 f"got {input_shape}")
+                raise ValueError(
+                    f"{self._label()} was built for samples of shape {expected}, got {input_shape}"
+                )
             if mode == "channels" and input_shape[0] != expected[0]:
-                raise ValueError(f"{self._label()} was built for {expected[0]} input channel(s) "
-                                 f"(samples of shape {expected}), got {input_shape[0]} channels "
-                                 f"(samples of shape {input_shape})")
+                raise ValueError(
+                    f"{self._label()} was built for {expected[0]} input channel(s) "
+                    f"(samples of shape {expected}), got {input_shape[0]} channels "
+                    f"(samples of shape {input_shape})"
+                )
         return self.compute_output_shape(input_shape)
 
     # ------------------------------------------------------------------ running
@@ -142,7 +156,9 @@ class Layer:
         if x.dtype.kind not in "fiub":
             raise TypeError(f"{self._label()}: x must hold numbers, got dtype {x.dtype}")
         if x.ndim < 2:
-            raise ValueError(f"{self._label()}: x must be a batch (N, *sample_shape), got shape {x.shape}")
+            raise ValueError(
+                f"{self._label()}: x must be a batch (N, *sample_shape), got shape {x.shape}"
+            )
         if not self.built:
             self._lazy_build(x)
         if x.dtype != self.dtype:
@@ -190,12 +206,15 @@ class Layer:
             raise RuntimeError(
                 f"{self._label()}: backward() needs the cache of a forward pass: call "
                 f"forward(x, training=True) or forward(x, training=False, cache=True) first "
-                f"(inference keeps no cache, and each backward releases the one it used)")
+                f"(inference keeps no cache, and each backward releases the one it used)"
+            )
         (c, out_shape), self._cache = self._cache, None
         dout = np.asarray(dout)
         if dout.shape != out_shape:
-            raise ValueError(f"{self._label()}: dout must have the shape of the last output "
-                             f"{out_shape}, got {dout.shape}")
+            raise ValueError(
+                f"{self._label()}: dout must have the shape of the last output "
+                f"{out_shape}, got {dout.shape}"
+            )
         if dout.dtype != self.dtype:
             dout = dout.astype(self.dtype)
         self._need_dx = bool(need_dx)
@@ -230,8 +249,10 @@ class Layer:
     def get_weights(self):
         """{qualified name: copy of the array} for params and state (for saving)."""
         if not self.built:
-            raise RuntimeError(f"{self._label()} is not built yet: call build(input_shape) or "
-                               f"run a forward pass first")
+            raise RuntimeError(
+                f"{self._label()} is not built yet: call build(input_shape) or "
+                f"run a forward pass first"
+            )
         return {q: getattr(layer, kind)[key].copy() for q, layer, kind, key in self._top_entries()}
 
     def set_weights(self, weights):
@@ -247,27 +268,42 @@ class Layer:
         missing = [n for n in names if n not in weights]
         extra = sorted(set(weights) - set(names))
         if missing or extra:
-            raise ValueError(f"set_weights: names do not match the model: missing {missing}, "
-                             f"unexpected {extra}")
+            raise ValueError(
+                f"set_weights: names do not match the model: missing {missing}, unexpected {extra}"
+            )
         for q, layer, kind, key in entries:
             target, got = getattr(layer, kind)[key], np.asarray(weights[q])
             if got.shape != target.shape:
-                raise ValueError(f"set_weights: {q!r} must have shape {target.shape}, got {got.shape}")
+                raise ValueError(
+                    f"set_weights: {q!r} must have shape {target.shape}, got {got.shape}"
+                )
             if got.dtype != target.dtype:
-                raise ValueError(f"set_weights: {q!r} must have dtype {target.dtype} (the model's), "
-                                 f"got {got.dtype}; cast it first")
+                raise ValueError(
+                    f"set_weights: {q!r} must have dtype {target.dtype} (the model's), "
+                    f"got {got.dtype}; cast it first"
+                )
         for q, layer, kind, key in entries:
             np.copyto(getattr(layer, kind)[key], weights[q])
 
     def count_params(self):
         """Number of trainable scalars."""
-        return int(sum(layer.params[key].size for _, layer, kind, key in self._top_entries()
-                       if kind == "params"))
+        return int(
+            sum(
+                layer.params[key].size
+                for _, layer, kind, key in self._top_entries()
+                if kind == "params"
+            )
+        )
 
     def count_state(self):
         """Number of non-trainable scalars (running statistics)."""
-        return int(sum(layer.state[key].size for _, layer, kind, key in self._top_entries()
-                       if kind == "state"))
+        return int(
+            sum(
+                layer.state[key].size
+                for _, layer, kind, key in self._top_entries()
+                if kind == "state"
+            )
+        )
 
     # ------------------------------------------------------------------ cost model
     def flops(self, input_shape):

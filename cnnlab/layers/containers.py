@@ -8,6 +8,7 @@ A container's children are ``container.layers``; their names are unique among si
 (Keras style: 'conv2d', 'conv2d_1', ...), and qualified parameter names join nested
 container names with '/': 'concat/sequential_1/conv2d.w'.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,18 +34,24 @@ class Container(Layer):
         seen = list(self.layers)
         for layer in new:
             if not isinstance(layer, Layer):
-                raise TypeError(f"{self._label()}: children must be cnnlab layers, got "
-                                f"{type(layer).__name__} {layer!r}")
+                raise TypeError(
+                    f"{self._label()}: children must be cnnlab layers, got "
+                    f"{type(layer).__name__} {layer!r}"
+                )
             if any(layer is other for other in seen):
-                raise ValueError(f"{self._label()}: layer {layer.name!r} appears twice; create a "
-                                 f"new layer for each position (weights are not shared)")
+                raise ValueError(
+                    f"{self._label()}: layer {layer.name!r} appears twice; create a "
+                    f"new layer for each position (weights are not shared)"
+                )
             seen.append(layer)
         taken = {c.name for c in self.layers}
         for layer in new:
             if not layer._auto_name:
                 if layer.name in taken:
-                    raise ValueError(f"{self._label()}: two children named {layer.name!r}; "
-                                     f"names must be unique within a container")
+                    raise ValueError(
+                        f"{self._label()}: two children named {layer.name!r}; "
+                        f"names must be unique within a container"
+                    )
                 taken.add(layer.name)
         for layer in new:
             if layer._auto_name:
@@ -62,7 +69,9 @@ class Container(Layer):
         if isinstance(value, (list, tuple)):
             return Sequential(list(value))
         if not isinstance(value, Layer):
-            raise TypeError(f"{what} must be a Layer or a list of layers, got {type(value).__name__}")
+            raise TypeError(
+                f"{what} must be a Layer or a list of layers, got {type(value).__name__}"
+            )
         return value
 
     def get_layer(self, name):
@@ -95,8 +104,10 @@ class Container(Layer):
         self.build(x.shape[1:])
 
     def _shape_error(self, x, exc):
-        return (f"{self._label()} was built for samples of shape {self.input_shape}, got x of "
-                f"shape {x.shape}: {exc}")
+        return (
+            f"{self._label()} was built for samples of shape {self.input_shape}, got x of "
+            f"shape {x.shape}: {exc}"
+        )
 
     def check_input_shape(self, input_shape):
         return tuple(self._propagate(_checks.as_shape(input_shape), "check_input_shape"))
@@ -113,8 +124,14 @@ class Container(Layer):
         return [e for child in self.layers for e in child._entries("")]
 
     # ------------------------------------------------------------------ summary
-    def summary(self, input_shape=None, batch_size=32, optimizer_slots=2, expand_nested=False,
-                print_fn=print):
+    def summary(
+        self,
+        input_shape=None,
+        batch_size=32,
+        optimizer_slots=2,
+        expand_nested=False,
+        print_fn=print,
+    ):
         """Print the table (Keras's ``model.summary()``: returns None, so a REPL or a
         notebook shows the table once). With ``print_fn=None`` (silent) or another
         ``print_fn``, return a :class:`cnnlab.layers.summary.Summary` instead: a list of
@@ -122,9 +139,14 @@ class Container(Layer):
         (see that module)."""
         from .summary import summarize
 
-        rows = summarize(self, input_shape=input_shape, batch_size=batch_size,
-                         optimizer_slots=optimizer_slots, expand_nested=expand_nested,
-                         print_fn=print_fn)
+        rows = summarize(
+            self,
+            input_shape=input_shape,
+            batch_size=batch_size,
+            optimizer_slots=optimizer_slots,
+            expand_nested=expand_nested,
+            print_fn=print_fn,
+        )
         return None if print_fn is print else rows
 
     def child_input_shapes(self, input_shape):
@@ -154,7 +176,9 @@ class Sequential(Container):
         if layers is None:
             layers = []
         if isinstance(layers, Layer) or not isinstance(layers, (list, tuple)):
-            raise TypeError(f"Sequential: layers must be a list of layers, got {type(layers).__name__}")
+            raise TypeError(
+                f"Sequential: layers must be a list of layers, got {type(layers).__name__}"
+            )
         self.seed = None if seed is None else _checks.nonneg_int("Sequential", seed, "seed")
         self._dtype_arg = _checks.float_dtype(dtype)
         self._rng = None
@@ -220,8 +244,11 @@ class Sequential(Container):
         if not self.fuse_relu_max_pool:
             return []
         layers = self.layers
-        return [(a, b) for a, b in zip(layers, layers[1:])
-                if getattr(a, "commutes_with_max", False) and getattr(b, "is_max_pool", False)]
+        return [
+            (a, b)
+            for a, b in zip(layers, layers[1:])
+            if getattr(a, "commutes_with_max", False) and getattr(b, "is_max_pool", False)
+        ]
 
     def execution_order(self):
         """Indices of the children in the order forward runs them: list order, with each
@@ -251,13 +278,19 @@ class Sequential(Container):
 
     def peak_activations(self, input_shape):
         """Inference keeps one layer's input and output at a time: the largest pair."""
-        return max([c.peak_activations(s) for c, s in self.child_input_shapes(input_shape)]
-                   + [int(np.prod(input_shape))])
+        return max(
+            [c.peak_activations(s) for c, s in self.child_input_shapes(input_shape)]
+            + [int(np.prod(input_shape))]
+        )
 
     def get_config(self):
-        return {"name": self.name, "layers": [serialize(c) for c in self.layers],
-                "input_shape": list(self.input_shape) if self.built else None,
-                "seed": self.seed, "dtype": (self.dtype if self.built else self._dtype_arg).name}
+        return {
+            "name": self.name,
+            "layers": [serialize(c) for c in self.layers],
+            "input_shape": list(self.input_shape) if self.built else None,
+            "seed": self.seed,
+            "dtype": (self.dtype if self.built else self._dtype_arg).name,
+        }
 
     @classmethod
     def from_config(cls, config):
@@ -275,10 +308,14 @@ class Concat(Container):
     def __init__(self, branches, axis=1, name=None):
         super().__init__(name)
         if not isinstance(branches, (list, tuple)) or not branches:
-            raise ValueError(f"Concat: branches must be a non-empty list of layers, got {branches!r}")
+            raise ValueError(
+                f"Concat: branches must be a non-empty list of layers, got {branches!r}"
+            )
         if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or axis == 0:
-            raise ValueError(f"Concat: axis must be a non-zero int (1 = channels; the batch axis "
-                             f"0 cannot be concatenated), got {axis!r}")
+            raise ValueError(
+                f"Concat: axis must be a non-zero int (1 = channels; the batch axis "
+                f"0 cannot be concatenated), got {axis!r}"
+            )
         self.axis = int(axis)
         self._adopt([self._as_layer(b, "each branch") for b in branches])
 
@@ -290,18 +327,24 @@ class Concat(Container):
         """Axis within a sample of ``rank`` dims (the batch axis not counted)."""
         a = self.axis - 1 if self.axis > 0 else rank + self.axis
         if not 0 <= a < rank:
-            raise ValueError(f"{self._label()}: axis {self.axis} is out of range for branch "
-                             f"outputs of {rank} dims per sample")
+            raise ValueError(
+                f"{self._label()}: axis {self.axis} is out of range for branch "
+                f"outputs of {rank} dims per sample"
+            )
         return a
 
     def _merge(self, shapes):
         rank = len(shapes[0])
         a = self._sample_axis(rank)
         for s in shapes[1:]:
-            if len(s) != rank or any(p != q for i, (p, q) in enumerate(zip(s, shapes[0])) if i != a):
-                raise ValueError(f"{self._label()}: branch outputs must agree except on axis "
-                                 f"{self.axis}, got per-sample shapes {shapes}")
-        return shapes[0][:a] + (sum(s[a] for s in shapes),) + shapes[0][a + 1:]
+            if len(s) != rank or any(
+                p != q for i, (p, q) in enumerate(zip(s, shapes[0])) if i != a
+            ):
+                raise ValueError(
+                    f"{self._label()}: branch outputs must agree except on axis "
+                    f"{self.axis}, got per-sample shapes {shapes}"
+                )
+        return shapes[0][:a] + (sum(s[a] for s in shapes),) + shapes[0][a + 1 :]
 
     def _build_children(self, input_shape, rng, dtype):
         for b in self.layers:
@@ -327,7 +370,9 @@ class Concat(Container):
         return dx
 
     def train_activations(self, input_shape):
-        return super().train_activations(input_shape) + int(np.prod(self.compute_output_shape(input_shape)))
+        return super().train_activations(input_shape) + int(
+            np.prod(self.compute_output_shape(input_shape))
+        )
 
     def peak_activations(self, input_shape):
         """The input stays while branch i runs beside the outputs of branches < i; then
@@ -339,7 +384,11 @@ class Concat(Container):
         return max(peak, 2 * done)
 
     def get_config(self):
-        return {"name": self.name, "branches": [serialize(b) for b in self.layers], "axis": self.axis}
+        return {
+            "name": self.name,
+            "branches": [serialize(b) for b in self.layers],
+            "axis": self.axis,
+        }
 
     @classmethod
     def from_config(cls, config):
@@ -362,10 +411,16 @@ class Residual(Container):
 
     def _merge(self, input_shape, body_out, short_out):
         if tuple(body_out) != tuple(short_out):
-            what = "the shortcut's output" if self.shortcut is not None else "the input (identity shortcut)"
-            raise ValueError(f"{self._label()}: the body's output shape {tuple(body_out)} must equal "
-                             f"{what} {tuple(short_out)} for input {input_shape}; give a shortcut "
-                             f"that matches, e.g. a 1x1 Conv2D with the body's stride")
+            what = (
+                "the shortcut's output"
+                if self.shortcut is not None
+                else "the input (identity shortcut)"
+            )
+            raise ValueError(
+                f"{self._label()}: the body's output shape {tuple(body_out)} must equal "
+                f"{what} {tuple(short_out)} for input {input_shape}; give a shortcut "
+                f"that matches, e.g. a 1x1 Conv2D with the body's stride"
+            )
         return tuple(body_out)
 
     def _build_children(self, input_shape, rng, dtype):
@@ -394,7 +449,9 @@ class Residual(Container):
         return super().flops(input_shape) + int(np.prod(self.compute_output_shape(input_shape)))
 
     def train_activations(self, input_shape):
-        return super().train_activations(input_shape) + int(np.prod(self.compute_output_shape(input_shape)))
+        return super().train_activations(input_shape) + int(
+            np.prod(self.compute_output_shape(input_shape))
+        )
 
     def peak_activations(self, input_shape):
         """x stays while the body runs; the body's output while the shortcut runs; then
@@ -402,12 +459,17 @@ class Residual(Container):
         n_in = int(np.prod(input_shape))
         n_out = int(np.prod(self.compute_output_shape(input_shape)))
         phase1 = n_in + self.body.peak_activations(input_shape)
-        phase2 = n_out + (n_in if self.shortcut is None else self.shortcut.peak_activations(input_shape))
+        phase2 = n_out + (
+            n_in if self.shortcut is None else self.shortcut.peak_activations(input_shape)
+        )
         return max(phase1, phase2, 3 * n_out)
 
     def get_config(self):
-        return {"name": self.name, "body": serialize(self.body),
-                "shortcut": None if self.shortcut is None else serialize(self.shortcut)}
+        return {
+            "name": self.name,
+            "body": serialize(self.body),
+            "shortcut": None if self.shortcut is None else serialize(self.shortcut),
+        }
 
     @classmethod
     def from_config(cls, config):
@@ -424,7 +486,9 @@ def chain(model):
     if not isinstance(model, Sequential):
         if isinstance(model, Layer):
             return [(model.name, model)]
-        raise TypeError(f"expected a cnnlab model (a Sequential of layers), got {type(model).__name__}")
+        raise TypeError(
+            f"expected a cnnlab model (a Sequential of layers), got {type(model).__name__}"
+        )
     out = []
     for child in model.layers:
         if isinstance(child, Sequential):

@@ -1,11 +1,12 @@
 """Flatten, Dense (fully connected) and Dropout.
 
-    Flatten:  (d_1, ..., d_k) -> (prod d_i,)  (channels-first order, as PyTorch)
-    Dense:    out = x.reshape(N, D_in) @ w + b,  w (D_in, D_out), b (D_out,)
-              (any input rank: it flattens, as cs231n's affine layer)
-    Dropout:  inverted dropout; ``rate`` is the DROP probability (Keras), keep p = 1 - rate:
-              train: out = x * mask / p, mask ~ Bernoulli(p); test: identity.
+Flatten:  (d_1, ..., d_k) -> (prod d_i,)  (channels-first order, as PyTorch)
+Dense:    out = x.reshape(N, D_in) @ w + b,  w (D_in, D_out), b (D_out,)
+          (any input rank: it flattens, as cs231n's affine layer)
+Dropout:  inverted dropout; ``rate`` is the DROP probability (Keras), keep p = 1 - rate:
+          train: out = x * mask / p, mask ~ Bernoulli(p); test: identity.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,6 +20,7 @@ from .serialization import register
 @register
 class Flatten(Layer):
     """(N, d_1, ..., d_k) -> (N, d_1 * ... * d_k)."""
+
     shape_check = "rank"
 
     def _output_shape(self, input_shape):
@@ -54,8 +56,9 @@ class Dense(Layer):
 
     def _build(self, input_shape, rng, dtype):
         d = int(np.prod(input_shape))
-        self.params["w"] = initializers.draw(self.kernel_initializer, (d, self.units), d,
-                                             self.units, rng, dtype)
+        self.params["w"] = initializers.draw(
+            self.kernel_initializer, (d, self.units), d, self.units, rng, dtype
+        )
         if self.use_bias:
             self.params["b"] = np.zeros(self.units, dtype=dtype)
 
@@ -78,8 +81,13 @@ class Dense(Layer):
         return 2 * int(np.prod(input_shape)) * self.units + (self.units if self.activation else 0)
 
     def get_config(self):
-        return {"name": self.name, "units": self.units, "use_bias": self.use_bias,
-                "activation": self.activation, "kernel_initializer": self.kernel_initializer}
+        return {
+            "name": self.name,
+            "units": self.units,
+            "use_bias": self.use_bias,
+            "activation": self.activation,
+            "kernel_initializer": self.kernel_initializer,
+        }
 
 
 @register
@@ -89,6 +97,7 @@ class Dropout(Layer):
     Its masks come from ``self.rng`` (a numpy Generator): seeded by ``seed`` when given,
     otherwise drawn from the model's generator at build time, so a seeded model is
     reproducible. Training loops may replace ``rng`` to make resumed runs repeat."""
+
     shape_check = "rank"
 
     def __init__(self, rate, seed=None, name=None):
@@ -98,7 +107,7 @@ class Dropout(Layer):
         self.rng = None
 
     def _build(self, input_shape, rng, dtype):
-        seed = self.seed if self.seed is not None else int(rng.integers(2 ** 63))
+        seed = self.seed if self.seed is not None else int(rng.integers(2**63))
         self.rng = np.random.default_rng(seed)
 
     def _forward(self, x, training, keep):

@@ -8,6 +8,7 @@
 fan_in = C * prod(kernel) for a conv (K, C, *kernel), D_in for a dense (D_in, D_out);
 fan_out = K * prod(kernel) or D_out. Biases start at zero.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -21,16 +22,29 @@ def check(owner, value):
     """Validate a ``kernel_initializer`` argument; -> the normalized value."""
     if isinstance(value, str):
         v = value.lower()
-        v = {"he_normal": "he", "xavier": "glorot", "glorot_normal": "glorot",
-             "lecun_normal": "lecun"}.get(v, v)
+        v = {
+            "he_normal": "he",
+            "xavier": "glorot",
+            "glorot_normal": "glorot",
+            "lecun_normal": "lecun",
+        }.get(v, v)
         if v not in NAMES:
-            raise ValueError(f"{owner}: kernel_initializer must be one of {list(NAMES)} or a "
-                             f"positive float (the std), got {value!r}")
+            raise ValueError(
+                f"{owner}: kernel_initializer must be one of {list(NAMES)} or a "
+                f"positive float (the std), got {value!r}"
+            )
         return v
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and value > 0 and np.isfinite(value):
+    if (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and value > 0
+        and np.isfinite(value)
+    ):
         return float(value)
-    raise ValueError(f"{owner}: kernel_initializer must be one of {list(NAMES)} or a positive "
-                     f"float (the std), got {value!r}")
+    raise ValueError(
+        f"{owner}: kernel_initializer must be one of {list(NAMES)} or a positive "
+        f"float (the std), got {value!r}"
+    )
 
 
 def std(init, fan_in, fan_out):

@@ -8,6 +8,7 @@ Samples (D,) normalize per feature over the batch; samples (C, *S) per channel o
 batch and the spatial axes. Parameters 'gamma' (ones), 'beta' (zeros); state
 'running_mean' (zeros), 'running_var' (ones), all of shape (D,) or (C,).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,6 +22,7 @@ from .serialization import register
 @register
 class BatchNorm(Layer):
     """Batch normalization; ``momentum`` weighs the OLD running value (cs231n: 0.9)."""
+
     shape_check = "channels"
     #: None, or a function summing a 1-D array over processes (sync batch norm; set by
     #: cnnlab.distributed during fit(..., distributed=True, sync_batchnorm=True))
@@ -42,12 +44,18 @@ class BatchNorm(Layer):
         if training and x.size == 0:
             # batch statistics of no numbers are 0/0: they would put NaN into the
             # running mean and variance for good
-            raise ValueError(f"{self._label()}: cannot normalize an empty batch in training "
-                             f"mode (x has shape {x.shape}): its mean and variance are "
-                             f"undefined and would turn the running statistics into NaN")
-        bn_param = {"mode": "train" if training else "test", "momentum": self.momentum,
-                    "eps": self.eps, "running_mean": self.state["running_mean"],
-                    "running_var": self.state["running_var"]}
+            raise ValueError(
+                f"{self._label()}: cannot normalize an empty batch in training "
+                f"mode (x has shape {x.shape}): its mean and variance are "
+                f"undefined and would turn the running statistics into NaN"
+            )
+        bn_param = {
+            "mode": "train" if training else "test",
+            "momentum": self.momentum,
+            "eps": self.eps,
+            "running_mean": self.state["running_mean"],
+            "running_var": self.state["running_var"],
+        }
         if training and self.reducer is not None:
             bn_param["reduce"] = self.reducer
         fwd = F.batchnorm_forward if x.ndim == 2 else F.spatial_batchnorm_forward

@@ -12,6 +12,7 @@ or, without registering, are named when loading:
 :func:`custom_object_scope` around the load. Saving checks first
 (:func:`cnnlab.layers.check_serializable`, in :mod:`cnnlab.layers.roundtrip`) that every layer of the model could be rebuilt this way.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -47,12 +48,16 @@ def _check_custom_objects(custom_objects):
     if custom_objects is None:
         return {}
     if not isinstance(custom_objects, dict):
-        raise TypeError(f"custom_objects must be a dict {{class name: Layer subclass}}, got "
-                        f"{type(custom_objects).__name__}")
+        raise TypeError(
+            f"custom_objects must be a dict {{class name: Layer subclass}}, got "
+            f"{type(custom_objects).__name__}"
+        )
     for name, cls in custom_objects.items():
         if not isinstance(name, str) or not (isinstance(cls, type) and issubclass(cls, Layer)):
-            raise TypeError(f"custom_objects must map class names to cnnlab Layer subclasses, "
-                            f"got {name!r}: {cls!r}")
+            raise TypeError(
+                f"custom_objects must map class names to cnnlab Layer subclasses, "
+                f"got {name!r}: {cls!r}"
+            )
     return dict(custom_objects)
 
 
@@ -100,9 +105,11 @@ def serialize(layer):
 
 
 def _how_to_register(cls):
-    return (f"decorate the class with @cnnlab.layers.register (or call "
-            f"cnnlab.layers.register({cls.__name__}) once) where it is defined; "
-            f"cnnlab.load_model then rebuilds it whenever that module has been imported")
+    return (
+        f"decorate the class with @cnnlab.layers.register (or call "
+        f"cnnlab.layers.register({cls.__name__}) once) where it is defined; "
+        f"cnnlab.load_model then rebuilds it whenever that module has been imported"
+    )
 
 
 def deserialize(d):
@@ -115,10 +122,12 @@ def deserialize(d):
     name = d["class"]
     cls = _lookup(name) if isinstance(name, str) else None
     if cls is None:
-        raise ValueError(f"unknown layer class {name!r}: if it is your own layer, import the "
-                         f"module that registers it (@cnnlab.layers.register) before loading, "
-                         f"or pass custom_objects={{{name!r}: {name if isinstance(name, str) else 'cls'}}} "
-                         f"to cnnlab.load_model; known: {', '.join(registered())}")
+        raise ValueError(
+            f"unknown layer class {name!r}: if it is your own layer, import the "
+            f"module that registers it (@cnnlab.layers.register) before loading, "
+            f"or pass custom_objects={{{name!r}: {name if isinstance(name, str) else 'cls'}}} "
+            f"to cnnlab.load_model; known: {', '.join(registered())}"
+        )
     config = d["config"]
     if not isinstance(config, dict):
         raise ValueError(f"config of {name} must be a dict, got {type(config).__name__}")

@@ -32,6 +32,7 @@ Memory model (bytes = scalars x itemsize). Training: every activation and its gr
 state, and the input batch. Inference keeps only the current layer's input and output:
 batch x the largest such pair (``Layer.peak_activations``), plus parameters and state.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -56,9 +57,14 @@ class Summary(list):
 
 def _row(layer, input_shape, prefix):
     out = tuple(layer.compute_output_shape(input_shape))
-    return {"layer": prefix + layer.name, "type": type(layer).__name__, "output_shape": out,
-            "params": layer.count_params(), "activations": int(np.prod(out)),
-            "flops": int(layer.flops(input_shape))}
+    return {
+        "layer": prefix + layer.name,
+        "type": type(layer).__name__,
+        "output_shape": out,
+        "params": layer.count_params(),
+        "activations": int(np.prod(out)),
+        "flops": int(layer.flops(input_shape)),
+    }
 
 
 def _rows(container, input_shape, prefix, expand):
@@ -72,7 +78,9 @@ def _rows(container, input_shape, prefix, expand):
 
 def _fused(container, prefix=""):
     """[(relu name, pool name)] of every Sequential in ``container``, nested ones too."""
-    pairs = [(prefix + a.name, prefix + b.name) for a, b in getattr(container, "fused_pairs", list)()]
+    pairs = [
+        (prefix + a.name, prefix + b.name) for a, b in getattr(container, "fused_pairs", list)()
+    ]
     for child in getattr(container, "layers", []):
         if hasattr(child, "layers"):
             pairs += _fused(child, f"{prefix}{child.name}/")
@@ -83,54 +91,82 @@ def _memory(model, input_shape, totals, batch_size, slots):
     isz = model.dtype.itemsize
     p, s = totals["params"], totals["state"]
     act = batch_size * totals["activations"] * isz
-    train = {"activations": act, "activation_grads": act, "params": p * isz, "grads": p * isz,
-             "optimizer": slots * p * isz, "state": s * isz,
-             "batch": batch_size * totals["input"] * isz}
+    train = {
+        "activations": act,
+        "activation_grads": act,
+        "params": p * isz,
+        "grads": p * isz,
+        "optimizer": slots * p * isz,
+        "state": s * isz,
+        "batch": batch_size * totals["input"] * isz,
+    }
     train["total"] = sum(train.values())
-    infer = {"activations": batch_size * model.peak_activations(input_shape) * isz,
-             "params": (p + s) * isz}
+    infer = {
+        "activations": batch_size * model.peak_activations(input_shape) * isz,
+        "params": (p + s) * isz,
+    }
     infer["total"] = infer["activations"] + infer["params"]
-    return {"batch_size": batch_size, "dtype": model.dtype.name, "optimizer_slots": slots,
-            "training": train, "inference": infer}
+    return {
+        "batch_size": batch_size,
+        "dtype": model.dtype.name,
+        "optimizer_slots": slots,
+        "training": train,
+        "inference": infer,
+    }
 
 
 def _mib(n):
-    return f"{n / 2 ** 20:,.2f} MiB"
+    return f"{n / 2**20:,.2f} MiB"
 
 
 def _table(model, rows, totals, memory, fused):
     head = ("Layer (type)", "Output shape", "Params", "Activations", "FLOPs")
-    cells = [(f"{r['layer']} ({r['type']})", str(r["output_shape"]), f"{r['params']:,}",
-              f"{r['activations']:,}", f"{r['flops']:,}") for r in rows]
+    cells = [
+        (
+            f"{r['layer']} ({r['type']})",
+            str(r["output_shape"]),
+            f"{r['params']:,}",
+            f"{r['activations']:,}",
+            f"{r['flops']:,}",
+        )
+        for r in rows
+    ]
     widths = [max(len(c[i]) for c in cells + [head]) for i in range(5)]
 
     def fmt(c):
-        return "  ".join([c[0].ljust(widths[0]), c[1].ljust(widths[1])]
-                         + [c[i].rjust(widths[i]) for i in range(2, 5)])
+        return "  ".join(
+            [c[0].ljust(widths[0]), c[1].ljust(widths[1])]
+            + [c[i].rjust(widths[i]) for i in range(2, 5)]
+        )
 
     rule = "=" * len(fmt(head))
     tr, inf = memory["training"], memory["inference"]
     lines = [f'Model: "{model.name}"  (per sample; shapes channels first)', rule, fmt(head), rule]
     lines += [fmt(c) for c in cells]
-    lines += [rule,
-              f"Params: {totals['params']:,} trainable, {totals['state']:,} non-trainable (state)",
-              f"Activations per sample: {totals['activations']:,} (input {totals['input']:,}); "
-              f"FLOPs per sample: {totals['flops']:,}",
-              f"Memory estimate, batch {memory['batch_size']}, {memory['dtype']}:",
-              f"  training  {_mib(tr['total'])} = activations {_mib(tr['activations'])} x 2 (with "
-              f"gradients) + params/grads/optimizer ({memory['optimizer_slots']} slots) "
-              f"{_mib(tr['params'] + tr['grads'] + tr['optimizer'] + tr['state'])} + batch "
-              f"{_mib(tr['batch'])}",
-              f"  inference {_mib(inf['total'])} = largest activation pair "
-              f"{_mib(inf['activations'])} + params {_mib(inf['params'])}"]
+    lines += [
+        rule,
+        f"Params: {totals['params']:,} trainable, {totals['state']:,} non-trainable (state)",
+        f"Activations per sample: {totals['activations']:,} (input {totals['input']:,}); "
+        f"FLOPs per sample: {totals['flops']:,}",
+        f"Memory estimate, batch {memory['batch_size']}, {memory['dtype']}:",
+        f"  training  {_mib(tr['total'])} = activations {_mib(tr['activations'])} x 2 (with "
+        f"gradients) + params/grads/optimizer ({memory['optimizer_slots']} slots) "
+        f"{_mib(tr['params'] + tr['grads'] + tr['optimizer'] + tr['state'])} + batch "
+        f"{_mib(tr['batch'])}",
+        f"  inference {_mib(inf['total'])} = largest activation pair "
+        f"{_mib(inf['activations'])} + params {_mib(inf['params'])}",
+    ]
     if fused:
-        lines.append("Fused (same numbers, fewer passes): "
-                     + "; ".join(f"{a} runs after {b}" for a, b in fused))
+        lines.append(
+            "Fused (same numbers, fewer passes): "
+            + "; ".join(f"{a} runs after {b}" for a, b in fused)
+        )
     return "\n".join(lines)
 
 
-def summarize(model, input_shape=None, batch_size=32, optimizer_slots=2, expand_nested=False,
-              print_fn=print):
+def summarize(
+    model, input_shape=None, batch_size=32, optimizer_slots=2, expand_nested=False, print_fn=print
+):
     """Summary of a container ``model`` for per-sample ``input_shape`` (default: the one it
     was built for; an unbuilt model is built for it). ``batch_size`` and
     ``optimizer_slots`` feed the memory estimate; ``expand_nested`` adds rows for the
@@ -138,8 +174,10 @@ def summarize(model, input_shape=None, batch_size=32, optimizer_slots=2, expand_
     Returns a :class:`Summary`."""
     if input_shape is None:
         if not model.built:
-            raise ValueError(f"{model._label()} is not built: pass input_shape (per sample, "
-                             f"channels first, e.g. (3, 32, 32)) to summary()")
+            raise ValueError(
+                f"{model._label()} is not built: pass input_shape (per sample, "
+                f"channels first, e.g. (3, 32, 32)) to summary()"
+            )
         input_shape = model.input_shape
     input_shape = _checks.as_shape(input_shape)
     batch_size = _checks.positive_int("summary", batch_size, "batch_size")
@@ -147,13 +185,24 @@ def summarize(model, input_shape=None, batch_size=32, optimizer_slots=2, expand_
     if not model.built:
         model.build(input_shape)
     model.check_input_shape(input_shape)
-    rows = [{"layer": "input", "type": "Input", "output_shape": input_shape, "params": 0,
-             "activations": int(np.prod(input_shape)), "flops": 0}]
+    rows = [
+        {
+            "layer": "input",
+            "type": "Input",
+            "output_shape": input_shape,
+            "params": 0,
+            "activations": int(np.prod(input_shape)),
+            "flops": 0,
+        }
+    ]
     rows += _rows(model, input_shape, "", expand_nested)
-    totals = {"params": model.count_params(), "state": model.count_state(),
-              "input": int(np.prod(input_shape)),
-              "activations": model.train_activations(input_shape),
-              "flops": model.flops(input_shape)}
+    totals = {
+        "params": model.count_params(),
+        "state": model.count_state(),
+        "input": int(np.prod(input_shape)),
+        "activations": model.train_activations(input_shape),
+        "flops": model.flops(input_shape),
+    }
     memory = _memory(model, input_shape, totals, batch_size, optimizer_slots)
     fused = _fused(model)
     text = _table(model, rows, totals, memory, fused)

@@ -21,6 +21,7 @@ other package imports them (layers call ``F.*`` only). One idea per module:
 No Python loop here runs over pixels; the loops are over the prod(kernel) taps of a
 window (9 for 3x3), over cache-sized chunks of images, and over one part per thread.
 """
+
 from .channels import channel_affine, channel_dot, channel_sums
 from .conv import AUTO, ROUTES, choose_route, conv_backward, conv_forward, use_route
 from .elementwise import all_finite, keep_where, masked, relu, relu_grad
@@ -29,9 +30,28 @@ from .pooling import avgpool_backward, avgpool_forward, maxpool_backward, maxpoo
 from .runtime import get_num_threads, keep_freed_memory, set_num_threads
 
 __all__ = [
-    "AUTO", "ROUTES", "choose_route", "conv_forward", "conv_backward", "use_route",
-    "channel_affine", "channel_dot", "channel_sums", "all_finite", "keep_where", "masked", "relu", "relu_grad",
-    "empty_in_order", "in_order", "memory_order", "maxpool_forward", "maxpool_backward",
-    "avgpool_forward", "avgpool_backward", "get_num_threads", "set_num_threads",
+    "AUTO",
+    "ROUTES",
+    "choose_route",
+    "conv_forward",
+    "conv_backward",
+    "use_route",
+    "channel_affine",
+    "channel_dot",
+    "channel_sums",
+    "all_finite",
+    "keep_where",
+    "masked",
+    "relu",
+    "relu_grad",
+    "empty_in_order",
+    "in_order",
+    "memory_order",
+    "maxpool_forward",
+    "maxpool_backward",
+    "avgpool_forward",
+    "avgpool_backward",
+    "get_num_threads",
+    "set_num_threads",
     "keep_freed_memory",
 ]

@@ -1,4 +1,5 @@
 """Per-channel reductions and scale-and-shift, the passes of batch norm, fast in any layout."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,11 +49,14 @@ def channel_sums(x):
     if rows is None:
         axes = (0,) + tuple(range(2, x.ndim))
         axis, bounds = _split(x)
-        return _per_channel(runtime.parallel(
-            lambda lo, hi: _along(x, axis, lo, hi).sum(axis=axes), bounds), axis)
+        return _per_channel(
+            runtime.parallel(lambda lo, hi: _along(x, axis, lo, hi).sum(axis=axes), bounds), axis
+        )
     v, m = rows
-    parts = runtime.parallel(lambda lo, hi: v[lo:hi].sum(axis=0),
-                             runtime.partition(len(v), 1, v.size, runtime.NUMBERS_PER_PART))
+    parts = runtime.parallel(
+        lambda lo, hi: v[lo:hi].sum(axis=0),
+        runtime.partition(len(v), 1, v.size, runtime.NUMBERS_PER_PART),
+    )
     return sum(parts).reshape(m, -1).sum(axis=0)
 
 
@@ -61,14 +65,22 @@ def channel_dot(a, b):
     the product as a temporary."""
     ra, rb = _channel_rows(a), _channel_rows(b)
     if ra is None or rb is None or ra[1] != rb[1]:
-        idx = "abcdefghij"[:a.ndim]
+        idx = "abcdefghij"[: a.ndim]
         axis, bounds = _split(a)
-        return _per_channel(runtime.parallel(
-            lambda lo, hi: np.einsum(f"{idx},{idx}->{idx[1]}", _along(a, axis, lo, hi),
-                                     _along(b, axis, lo, hi)), bounds), axis)
+        return _per_channel(
+            runtime.parallel(
+                lambda lo, hi: np.einsum(
+                    f"{idx},{idx}->{idx[1]}", _along(a, axis, lo, hi), _along(b, axis, lo, hi)
+                ),
+                bounds,
+            ),
+            axis,
+        )
     va, vb, m = ra[0], rb[0], ra[1]
-    parts = runtime.parallel(lambda lo, hi: np.einsum("ij,ij->j", va[lo:hi], vb[lo:hi]),
-                             runtime.partition(len(va), 1, va.size, runtime.NUMBERS_PER_PART))
+    parts = runtime.parallel(
+        lambda lo, hi: np.einsum("ij,ij->j", va[lo:hi], vb[lo:hi]),
+        runtime.partition(len(va), 1, va.size, runtime.NUMBERS_PER_PART),
+    )
     return sum(parts).reshape(m, -1).sum(axis=0)
 
 

@@ -27,6 +27,7 @@ dispatcher then runs it through whichever route fits dout.
 
 Tests and benchmarks pick a route by name: ``with use_route("im2col"): ...``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -68,8 +69,10 @@ def choose_route(x, w, stride, pads, dilation, out_shape, forced=None):
     if forced is not None:
         plan = ROUTES[forced].applies(x, w, stride, pads, dilation, out_shape, forced=True)
         if not plan:
-            raise ValueError(f"conv route {forced!r} does not apply to x {x.shape}, w {w.shape}, "
-                             f"stride {stride}, dilation {dilation}")
+            raise ValueError(
+                f"conv route {forced!r} does not apply to x {x.shape}, w {w.shape}, "
+                f"stride {stride}, dilation {dilation}"
+            )
         return forced, plan
     for name in AUTO:
         plan = ROUTES[name].applies(x, w, stride, pads, dilation, out_shape)
@@ -82,8 +85,15 @@ def conv_forward(x, w, b, stride, pads, dilation, out_shape, route=None):
     """y (N, K, *O), possibly a view of a buffer in the route's layout, and the route's
     cache. ``route``: a name of :data:`ROUTES`, or None for the one :func:`use_route` set,
     else the automatic choice."""
-    name, plan = choose_route(x, w, stride, pads, dilation, out_shape,
-                              forced=route if route is not None else _forced.get())
+    name, plan = choose_route(
+        x,
+        w,
+        stride,
+        pads,
+        dilation,
+        out_shape,
+        forced=route if route is not None else _forced.get(),
+    )
     return ROUTES[name].forward(x, w, b, stride, pads, dilation, out_shape, plan)
 
 
@@ -106,14 +116,18 @@ def dx_by_correlation(dout, w, pads, dilation, spatial):
     so it runs through the chunked im2col + GEMM of a forward pass instead of a
     prod(k)-pass scatter (single-threaded memory traffic in NumPy)."""
     nsp = w.ndim - 2
-    w_t = np.ascontiguousarray(np.swapaxes(w, 0, 1)[(slice(None), slice(None)) + (slice(None, None, -1),) * nsp])
+    w_t = np.ascontiguousarray(
+        np.swapaxes(w, 0, 1)[(slice(None), slice(None)) + (slice(None, None, -1),) * nsp]
+    )
     kernel = w.shape[2:]
     full = tuple(d * (k - 1) for k, d in zip(kernel, dilation))
     pads_t = tuple((f - lo, f - hi) for f, (lo, hi) in zip(full, pads))
     ones = (1,) * nsp
     if any(lo < 0 or hi < 0 for lo, hi in pads_t):  # padding wider than the kernel reach
         big = tuple((max(lo, 0), max(hi, 0)) for lo, hi in pads_t)
-        out = tuple(o + sum(b) - d * (k - 1) for o, b, k, d in zip(dout.shape[2:], big, kernel, dilation))
+        out = tuple(
+            o + sum(b) - d * (k - 1) for o, b, k, d in zip(dout.shape[2:], big, kernel, dilation)
+        )
         name, plan = choose_route(dout, w_t, ones, big, dilation, out)
         dx, _ = ROUTES[name].forward(dout, w_t, None, ones, big, dilation, out, plan)
         crop = tuple(slice(max(-lo, 0), max(-lo, 0) + s) for (lo, _), s in zip(pads_t, spatial))

@@ -15,6 +15,7 @@ Backward: dw = dout_t @ cols_t^T (columns kept from the forward pass when small,
 rebuilt per chunk), db = the row sums of dout_t, and dx by :func:`col2im`: dcols_t =
 w2t^T @ dout_t, scattered back with one strided add per tap.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,14 @@ import numpy as np
 
 from . import runtime
 from .gemm import column_sums, gemm_blocked, gemm_nt_blocked
-from .layout import (batch_last_padded, from_batch_last_padded, memory_order, offset_slices,
-                     taps_nd, window_view_batch_last)
+from .layout import (
+    batch_last_padded,
+    from_batch_last_padded,
+    memory_order,
+    offset_slices,
+    taps_nd,
+    window_view_batch_last,
+)
 
 NAME = "batch_last"
 
@@ -40,6 +47,7 @@ KEEP_BYTES = 16 << 20
 
 class Cache(NamedTuple):
     """What :func:`backward` needs."""
+
     cols_t: Optional[np.ndarray]  # the (T*C, P*N) columns when kept (<= KEEP_BYTES), else None
     w2t: np.ndarray  # the weights as (K, T*C)
     windows: np.ndarray  # the (*k, C, *O, N) window view of the padded input
@@ -65,7 +73,7 @@ def im2col(windows, kept, lo, hi, rebuild=True):
     reused from chunk to chunk."""
     n = windows.shape[-1]
     nsp = (windows.ndim - 2) // 2
-    kernel, c, out = windows.shape[:nsp], windows.shape[nsp], windows.shape[nsp + 1:-1]
+    kernel, c, out = windows.shape[:nsp], windows.shape[nsp], windows.shape[nsp + 1 : -1]
     row = math.prod(out[1:]) * n  # columns per output row
     ntap = math.prod(kernel) * c
     step = max(1, min(hi - lo, CHUNK_BYTES // max(1, ntap * row * windows.itemsize)))
@@ -75,7 +83,7 @@ def im2col(windows, kept, lo, hi, rebuild=True):
     for o0 in range(lo, hi, step):
         o1 = min(o0 + step, hi)
         c0, c1 = o0 * row, o1 * row
-        cols = kept[:, c0:c1] if kept is not None else buf[:, :c1 - c0]
+        cols = kept[:, c0:c1] if kept is not None else buf[:, : c1 - c0]
         if rebuild:
             dst = cols.view()
             dst.shape = tuple(kernel) + (c, o1 - o0) + tuple(out[1:]) + (n,)  # a view, never a copy
@@ -98,7 +106,9 @@ def forward(x, w, b, stride, pads, dilation, out_shape, plan=True):
     y = np.empty((kdim, p * n), dtype=x.dtype)
     # columns kept for the backward pass when they are small (a training step of LeNet:
     # 5 MB); big ones (inference on large batches) live one cache-sized chunk at a time
-    cols_t = np.empty((ntap, p * n), dtype=x.dtype) if ntap * p * n * x.itemsize <= KEEP_BYTES else None
+    cols_t = (
+        np.empty((ntap, p * n), dtype=x.dtype) if ntap * p * n * x.itemsize <= KEEP_BYTES else None
+    )
 
     def part(lo, hi):  # output rows lo..hi (the first output axis)
         for cols, c0, c1 in im2col(windows, cols_t, lo, hi):
@@ -127,7 +137,7 @@ def backward(dout, w, cache, stride, pads, dilation, need_dx=True):
         for cols, c0, c1 in im2col(windows, cols_t, lo, hi, rebuild=cols_t is None):
             dw_p = dw_p + gemm_nt_blocked(d_kpn[:, c0:c1], cols)
         row = d_kpn.shape[1] // out_shape[0]
-        return dw_p, column_sums(d_kpn[:, lo * row:hi * row].T)
+        return dw_p, column_sums(d_kpn[:, lo * row : hi * row].T)
 
     flops = 2.0 * d_kpn.size * w2t.shape[1]
     bounds = runtime.partition(out_shape[0], 1, flops, runtime.FLOPS_PER_PART)
@@ -166,17 +176,26 @@ def col2im(w2_rows, d_kpn, kernel, c, out_shape, spatial, stride, dilation):
         buf = np.zeros((c,) + tuple(spatial) + (n,), dtype=w2_rows.dtype)
 
     def part(c0, c1):
-        dcols_t = (w3[:, c0:c1].reshape(-1, kdim) @ d_kpn).reshape((len(taps), c1 - c0) + out_shape + (n,))
+        dcols_t = (w3[:, c0:c1].reshape(-1, kdim) @ d_kpn).reshape(
+            (len(taps), c1 - c0) + out_shape + (n,)
+        )
         sub = buf[c0:c1]
         for t, offset in taps:
             if strided:  # tap cell o*s + i*d = phase (i*d) % s, index o + (i*d) // s
                 cell = [i * d for i, d in zip(offset, dilation)]
-                sub[(slice(None),) + tuple(v % st for v, st in zip(cell, stride))
-                    + tuple(slice(v // st, v // st + o) for v, st, o in zip(cell, stride, out_shape))] += dcols_t[t]
+                sub[
+                    (slice(None),)
+                    + tuple(v % st for v, st in zip(cell, stride))
+                    + tuple(
+                        slice(v // st, v // st + o) for v, st, o in zip(cell, stride, out_shape)
+                    )
+                ] += dcols_t[t]
             else:
                 sub[_tap_index(offset, stride, dilation, out_shape)] += dcols_t[t]
 
-    runtime.parallel(part, runtime.partition(c, 1, 2.0 * w2_rows.size * d_kpn.shape[1], runtime.FLOPS_PER_PART))
+    runtime.parallel(
+        part, runtime.partition(c, 1, 2.0 * w2_rows.size * d_kpn.shape[1], runtime.FLOPS_PER_PART)
+    )
     if not strided:
         return buf
     # interleave: dx[c, r + s*q, n] = buf[c, r, q, n], one strided copy

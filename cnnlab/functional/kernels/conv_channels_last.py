@@ -25,6 +25,7 @@ forward pass when a part fit in one chunk, else rebuilt chunk by chunk); dx by o
   in ``kernels.conv`` runs it through whichever route fits dout);
 - fewer channels: col2im in batch-last order (``conv_batch_last.col2im``).
 """
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,16 @@ import numpy as np
 
 from . import conv_batch_last, runtime
 from .gemm import column_sums
-from .layout import (channels_first_view, from_batch_last_padded, in_order, memory_order,
-                     offset_slices, taps_nd, to_channels_last_padded, window_view)
+from .layout import (
+    channels_first_view,
+    from_batch_last_padded,
+    in_order,
+    memory_order,
+    offset_slices,
+    taps_nd,
+    to_channels_last_padded,
+    window_view,
+)
 
 NAME = "channels_last"
 MIN_CHANNELS = 12
@@ -50,6 +59,7 @@ CHUNK_BYTES = 4 << 20
 
 class Cache(NamedTuple):
     """What :func:`backward` needs."""
+
     xp: np.ndarray  # the padded channels-last input (N, *Sp, C)
     w2: np.ndarray  # the weights as (T*C, K)
     bounds: list  # the image parts [0, b1, ..., N] the threads ran
@@ -82,9 +92,11 @@ def im2col_chunks(xp, lo, hi, kernel, stride, dilation, out_shape):
     buf = np.empty((nb * p, ntap), dtype=xp.dtype)
     for i in range(lo, hi, nb):
         m = min(nb, hi - i)
-        cols = buf[:m * p]
-        np.copyto(cols.reshape((m,) + tuple(out_shape) + tuple(kernel) + (c,)),
-                  window_view(xp[i:i + m], kernel, stride, dilation, out_shape))
+        cols = buf[: m * p]
+        np.copyto(
+            cols.reshape((m,) + tuple(out_shape) + tuple(kernel) + (c,)),
+            window_view(xp[i : i + m], kernel, stride, dilation, out_shape),
+        )
         yield slice(i, i + m), slice(i * p, (i + m) * p), cols
 
 
@@ -135,8 +147,11 @@ def backward(dout, w, cache, stride, pads, dilation, need_dx=True):
     def part(lo, hi):
         dw2 = np.zeros(w2.shape, dtype=w2.dtype)
         tmp = np.empty(w2.shape, dtype=w2.dtype)
-        chunks = ([(slice(lo, hi), slice(lo * p, hi * p), kept_at[lo])] if kept_at is not None
-                  else im2col_chunks(xp, lo, hi, kernel, stride, dilation, out_shape))
+        chunks = (
+            [(slice(lo, hi), slice(lo * p, hi * p), kept_at[lo])]
+            if kept_at is not None
+            else im2col_chunks(xp, lo, hi, kernel, stride, dilation, out_shape)
+        )
         for images, rows, cols in chunks:
             np.matmul(cols.T, d2[rows], out=tmp)
             dw2 += tmp
@@ -147,9 +162,10 @@ def backward(dout, w, cache, stride, pads, dilation, need_dx=True):
                 dcols = dcols.reshape((-1,) + out_shape + (dcols.shape[-1],))
                 dchunk = dxp[images]
                 for t, offset in taps_nd(kernel):
-                    dchunk[(slice(None),) + offset_slices(offset, stride, dilation, out_shape)] += \
-                        dcols[..., t * c:(t + 1) * c]
-        return dw2, column_sums(d2[lo * p:hi * p])
+                    dchunk[(slice(None),) + offset_slices(offset, stride, dilation, out_shape)] += (
+                        dcols[..., t * c : (t + 1) * c]
+                    )
+        return dw2, column_sums(d2[lo * p : hi * p])
 
     dw2, db = (sum(r) for r in zip(*runtime.parallel(part, bounds)))
     dw = dw2.reshape(kernel + (c, kdim))

@@ -16,6 +16,7 @@ columns instead of 16 rows over 151 x 6400) fwd 0.65 -> 0.46 ms, bwd 1.10 -> 0.9
 its first (7 blocks of 4 rows) fwd 0.58 -> 0.44 ms, dw alone 0.47 -> 0.58 ms (a wash in
 a training step, a gain in inference and wherever dx is needed: bwd 1.41 -> 1.24 ms).
 """
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,16 @@ from numpy.lib.stride_tricks import as_strided
 
 from . import conv_batch_last
 from .elementwise import all_finite
-from .layout import (batch_last_padded, empty_in_order, from_batch_last_padded, images_innermost,
-                     memory_order, offset_slices, taps_nd, unpad)
+from .layout import (
+    batch_last_padded,
+    empty_in_order,
+    from_batch_last_padded,
+    images_innermost,
+    memory_order,
+    offset_slices,
+    taps_nd,
+    unpad,
+)
 
 NAME = "rows"
 MAX_INFLATION = 2.0
@@ -43,6 +52,7 @@ MIN_KERNEL = 5
 
 class Cache(NamedTuple):
     """What :func:`backward` needs."""
+
     cols: np.ndarray  # (B, T_r*C*Hb + 1, width): the block columns, a row of ones last
     w2: np.ndarray  # the Toeplitz weights (g*K, T_r*C*Hb + 1), the bias last
     g: int  # output rows per block
@@ -71,7 +81,9 @@ def applies(x, w, stride, pads, dilation, out_shape, forced=False):
         return None
     g = fits[-1]
     hb = (g - 1) * s0 + (kh - 1) * d0 + 1
-    size = math.prod(kernel[1:]) * x.shape[1] * hb * (ho // g) * math.prod(out_shape[1:]) * x.shape[0]
+    size = (
+        math.prod(kernel[1:]) * x.shape[1] * hb * (ho // g) * math.prod(out_shape[1:]) * x.shape[0]
+    )
     if size * x.itemsize > conv_batch_last.KEEP_BYTES or not all_finite(x):
         return None
     return g
@@ -91,8 +103,12 @@ def toeplitz(w, b, hb, g, s0, d0):
     ncol = kr * c * hb + 1
     m = np.zeros((g, kdim, ncol), dtype=w.dtype)
     so, sk, sq = m.strides
-    band = np.ndarray((g, kdim, kr, c, kh), dtype=m.dtype, buffer=m,  # a view of the band
-                      strides=(so + s0 * sq, sk, c * hb * sq, hb * sq, d0 * sq))
+    band = np.ndarray(
+        (g, kdim, kr, c, kh),
+        dtype=m.dtype,
+        buffer=m,  # a view of the band
+        strides=(so + s0 * sq, sk, c * hb * sq, hb * sq, d0 * sq),
+    )
     band[...] = np.moveaxis(w.reshape(kdim, c, kh, kr), 3, 1)
     if b is not None:
         m[:, :, -1] = b
@@ -105,9 +121,15 @@ def untoeplitz(dm, w_shape, hb, g, s0, d0):
     kdim, c, kh = w_shape[:3]
     kr = math.prod(w_shape[3:])
     dm = np.ascontiguousarray(dm)
-    band = np.ndarray((kdim, c, kh, kr, g), dtype=dm.dtype, buffer=dm,
-                      strides=tuple(dm.itemsize * v for v in
-                                    (1, hb * g * kdim, d0 * g * kdim, c * hb * g * kdim, kdim + s0 * g * kdim)))
+    band = np.ndarray(
+        (kdim, c, kh, kr, g),
+        dtype=dm.dtype,
+        buffer=dm,
+        strides=tuple(
+            dm.itemsize * v
+            for v in (1, hb * g * kdim, d0 * g * kdim, c * hb * g * kdim, kdim + s0 * g * kdim)
+        ),
+    )
     return band.sum(axis=-1).reshape(w_shape), dm[-1].reshape(g, kdim).sum(axis=0)
 
 
@@ -117,9 +139,20 @@ def block_windows(xp, g, kernel, stride, dilation, out_shape):
     kh, s0, d0 = kernel[0], stride[0], dilation[0]
     hb = (g - 1) * s0 + (kh - 1) * d0 + 1
     sc, sy, sr, sn = xp.strides[0], xp.strides[1], xp.strides[2:-1], xp.strides[-1]
-    shape = (out_shape[0] // g,) + tuple(kernel[1:]) + (xp.shape[0], hb) + tuple(out_shape[1:]) + (xp.shape[-1],)
-    strides = ((g * s0 * sy,) + tuple(s * d for s, d in zip(sr, dilation[1:])) + (sc, sy)
-               + tuple(s * st for s, st in zip(sr, stride[1:])) + (sn,))
+    shape = (
+        (out_shape[0] // g,)
+        + tuple(kernel[1:])
+        + (xp.shape[0], hb)
+        + tuple(out_shape[1:])
+        + (xp.shape[-1],)
+    )
+    strides = (
+        (g * s0 * sy,)
+        + tuple(s * d for s, d in zip(sr, dilation[1:]))
+        + (sc, sy)
+        + tuple(s * st for s, st in zip(sr, stride[1:]))
+        + (sn,)
+    )
     if xp.flags.c_contiguous:
         return np.ndarray(shape, dtype=xp.dtype, buffer=xp, strides=strides)  # 10x quicker
     return as_strided(xp, shape=shape, strides=strides, writeable=False)
@@ -157,7 +190,9 @@ def backward(dout, w, cache, stride, pads, dilation, need_dx=True):
     hb = (g - 1) * stride[0] + (kh - 1) * dilation[0] + 1
     # (N, K, Ho, *out_r) -> (B, g*K, width), free when dout is in the forward's layout
     d = np.moveaxis(np.moveaxis(dout, 0, -1), 1, 0).reshape(cols.shape[0], g * kdim, -1)
-    dm = np.matmul(cols, d.transpose(0, 2, 1)).sum(axis=0)  # (T_r*C*Hb + 1, g*K): 1.3x faster than d @ cols^T
+    dm = np.matmul(cols, d.transpose(0, 2, 1)).sum(
+        axis=0
+    )  # (T_r*C*Hb + 1, g*K): 1.3x faster than d @ cols^T
     dw, db = untoeplitz(dm, w.shape, hb, g, stride[0], dilation[0])
     if not need_dx:
         return None, dw, db
@@ -167,7 +202,9 @@ def backward(dout, w, cache, stride, pads, dilation, need_dx=True):
         # to its receptive field, as in PyTorch
         w2_rows = w.reshape(kdim, c, -1).transpose(2, 1, 0).reshape(-1, kdim)  # (T*C, K)
         d_kpn = np.moveaxis(dout, 0, -1).reshape(kdim, -1)
-        dxp = conv_batch_last.col2im(w2_rows, d_kpn, w.shape[2:], c, out_shape, spatial, stride, dilation)
+        dxp = conv_batch_last.col2im(
+            w2_rows, d_kpn, w.shape[2:], c, out_shape, spatial, stride, dilation
+        )
         return from_batch_last_padded(dxp, pads, x_order), dw, db
     r = np.matmul(w2[:, :-1].T, d)  # (B, T_r*C*Hb, width)
     r = r.reshape((r.shape[0],) + (len(taps_nd(kernel_r)), c, hb) + out_shape[1:] + (xp_shape[-1],))
@@ -180,7 +217,9 @@ def backward(dout, w, cache, stride, pads, dilation, need_dx=True):
     for blk in range(r.shape[0]):
         rows = slice(blk * step, blk * step + hb)
         for t, offset in taps_nd(kernel_r):
-            dxp[(slice(None), rows) + offset_slices(offset, stride[1:], dilation[1:], out_shape[1:])] += r[blk, t]
+            dxp[
+                (slice(None), rows) + offset_slices(offset, stride[1:], dilation[1:], out_shape[1:])
+            ] += r[blk, t]
     if full is not None:
         return unpad(full, pads), dw, db
     return from_batch_last_padded(dxp, pads, x_order), dw, db

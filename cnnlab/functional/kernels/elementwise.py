@@ -1,4 +1,5 @@
 """Elementwise helpers that are exact for every value, inf and NaN included."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +14,10 @@ def all_finite(a):
     overflow to guard against."""
     if a.size == 0:
         return True
-    return bool(np.isfinite(np.maximum.reduce(a, axis=None)) and np.isfinite(np.minimum.reduce(a, axis=None)))
+    return bool(
+        np.isfinite(np.maximum.reduce(a, axis=None))
+        and np.isfinite(np.minimum.reduce(a, axis=None))
+    )
 
 
 def keep_where(a, mask):

@@ -1,4 +1,5 @@
 """GEMM shapes that keep OpenBLAS in its fast kernels (tiny x long operands, in blocks)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -7,6 +7,7 @@ and every gradient goes back in the memory order of the activation it belongs to
 (:func:`copy_into`). Nothing outside ``cnnlab.functional`` needs to know: the ``F.*``
 functions take and return (N, C, *S) arrays of any strides.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -46,7 +47,11 @@ COPY_BLOCK = 1 << 17  # numbers per block
 def copy_into(dst, src):
     """dst[...] = src, in cache-sized blocks along the axis outermost in both memory
     orders when they differ (see above); src may broadcast only if the orders agree."""
-    if dst.size < 2 * COPY_BLOCK or src.shape != dst.shape or memory_order(dst) == memory_order(src):
+    if (
+        dst.size < 2 * COPY_BLOCK
+        or src.shape != dst.shape
+        or memory_order(dst) == memory_order(src)
+    ):
         np.copyto(dst, src)
         return dst
     rank_d, rank_s = memory_order(dst), memory_order(src)
@@ -59,7 +64,9 @@ def copy_into(dst, src):
             sl = lead + (slice(b, min(b + step, hi)),)
             np.copyto(dst[sl], src[sl])
 
-    runtime.parallel(part, runtime.partition(dst.shape[axis], step, dst.size, runtime.NUMBERS_PER_PART))
+    runtime.parallel(
+        part, runtime.partition(dst.shape[axis], step, dst.size, runtime.NUMBERS_PER_PART)
+    )
     return dst
 
 
@@ -104,7 +111,9 @@ def to_channels_last_padded(x, pads, fill=0.0):
     """
     n, c = x.shape[:2]
     padded = tuple(s + lo + hi for s, (lo, hi) in zip(x.shape[2:], pads))
-    return padded_copy(np.moveaxis(x, 1, -1), pads, range(1, 1 + len(pads)), (n,) + padded + (c,), fill)
+    return padded_copy(
+        np.moveaxis(x, 1, -1), pads, range(1, 1 + len(pads)), (n,) + padded + (c,), fill
+    )
 
 
 def batch_last_padded(x, pads):
@@ -132,8 +141,12 @@ def window_view(xp, kernel, stride, dilation, out_shape):
     ss = xp.strides[1:-1]
     sc = xp.strides[-1]
     shape = (xp.shape[0],) + tuple(out_shape) + tuple(kernel) + (xp.shape[-1],)
-    strides = ((sn,) + tuple(s * st for s, st in zip(ss, stride))
-               + tuple(s * d for s, d in zip(ss, dilation)) + (sc,))
+    strides = (
+        (sn,)
+        + tuple(s * st for s, st in zip(ss, stride))
+        + tuple(s * d for s, d in zip(ss, dilation))
+        + (sc,)
+    )
     return as_strided(xp, shape=shape, strides=strides, writeable=False)
 
 
@@ -142,15 +155,21 @@ def window_view_batch_last(xp, kernel, stride, dilation, out_shape):
     [t.., c, o.., n] is xp[c, o*stride + t*dilation, n] along each spatial axis."""
     sc, ss, sn = xp.strides[0], xp.strides[1:-1], xp.strides[-1]
     shape = tuple(kernel) + (xp.shape[0],) + tuple(out_shape) + (xp.shape[-1],)
-    strides = (tuple(s * d for s, d in zip(ss, dilation)) + (sc,)
-               + tuple(s * st for s, st in zip(ss, stride)) + (sn,))
+    strides = (
+        tuple(s * d for s, d in zip(ss, dilation))
+        + (sc,)
+        + tuple(s * st for s, st in zip(ss, stride))
+        + (sn,)
+    )
     return as_strided(xp, shape=shape, strides=strides, writeable=False)
 
 
 def offset_slices(offset, stride, dilation, out_shape):
     """Slices of the padded input touched by kernel tap ``offset`` across all outputs."""
-    return tuple(slice(k * d, k * d + (o - 1) * s + 1, s)
-                 for k, d, s, o in zip(offset, dilation, stride, out_shape))
+    return tuple(
+        slice(k * d, k * d + (o - 1) * s + 1, s)
+        for k, d, s, o in zip(offset, dilation, stride, out_shape)
+    )
 
 
 def taps_nd(kernel):
@@ -166,8 +185,10 @@ def images_innermost(x, pads):
 
 
 def unpad(dxp, pads):
-    return dxp[(slice(None), slice(None)) + tuple(
-        slice(lo, s - hi) for s, (lo, hi) in zip(dxp.shape[2:], pads))]
+    return dxp[
+        (slice(None), slice(None))
+        + tuple(slice(lo, s - hi) for s, (lo, hi) in zip(dxp.shape[2:], pads))
+    ]
 
 
 def from_batch_last_padded(dxp, pads, x_order):
@@ -178,5 +199,7 @@ def from_batch_last_padded(dxp, pads, x_order):
     if x_order == memory_order(np.moveaxis(dxp, -1, 0)) and all(lo == hi == 0 for lo, hi in pads):
         return np.moveaxis(dxp, -1, 0)  # x was batch-last too: no copy
     interior = tuple(slice(lo, s - hi) for s, (lo, hi) in zip(spatial, pads))
-    dx = empty_in_order((n, c) + tuple(s - lo - hi for s, (lo, hi) in zip(spatial, pads)), dxp.dtype, x_order)
+    dx = empty_in_order(
+        (n, c) + tuple(s - lo - hi for s, (lo, hi) in zip(spatial, pads)), dxp.dtype, x_order
+    )
     return copy_into(dx, np.moveaxis(dxp[(slice(None),) + interior], -1, 0))

@@ -1,5 +1,6 @@
 """Max and average pooling as prod(k) passes over strided slices of the input (no window
 copy), in the input's memory layout, the images or channels split over the threads."""
+
 from __future__ import annotations
 
 import itertools
@@ -16,7 +17,10 @@ def _pad_channels_first(x, pads, fill):
         return x
     shape = x.shape[:2] + tuple(s + lo + hi for s, (lo, hi) in zip(x.shape[2:], pads))
     xp = np.full(shape, fill, dtype=x.dtype)
-    xp[(slice(None), slice(None)) + tuple(slice(lo, lo + s) for s, (lo, _) in zip(x.shape[2:], pads))] = x
+    xp[
+        (slice(None), slice(None))
+        + tuple(slice(lo, lo + s) for s, (lo, _) in zip(x.shape[2:], pads))
+    ] = x
     return xp
 
 
@@ -52,8 +56,11 @@ def maxpool_forward(x, kernel, stride, pads, out_shape, with_arg=True):
     full_out = x.shape[:2] + tuple(out_shape)
     order = memory_order(x)
     out = empty_in_order(full_out, x.dtype, order)  # keep the input's layout (wins too, so
-    wins = (empty_in_order((len(taps),) + full_out, np.bool_, (0,) + tuple(i + 1 for i in order))
-            if with_arg else None)  # the backward's ops align)
+    wins = (
+        empty_in_order((len(taps),) + full_out, np.bool_, (0,) + tuple(i + 1 for i in order))
+        if with_arg
+        else None
+    )  # the backward's ops align)
 
     ax = _outer_axis(x)
 
@@ -120,8 +127,11 @@ def maxpool_backward(dout, wins, x_shape, kernel, stride, pads, order=None):
 
 def _is_tiling(shape, kernel, stride, pads):
     """Non-overlapping windows that tile the input exactly: every cell in one window."""
-    return (tuple(kernel) == tuple(stride) and all(lo == 0 and hi == 0 for lo, hi in pads)
-            and all(s % k == 0 for s, k in zip(shape, kernel)))
+    return (
+        tuple(kernel) == tuple(stride)
+        and all(lo == 0 and hi == 0 for lo, hi in pads)
+        and all(s % k == 0 for s, k in zip(shape, kernel))
+    )
 
 
 def avgpool_forward(x, kernel, stride, pads, out_shape):

@@ -6,6 +6,7 @@ Nothing here happens at import. Threads start when the first op big enough to sp
 switch is an explicit call, :func:`keep_freed_memory`, made by the CLI and the
 benchmarks.
 """
+
 from __future__ import annotations
 
 import os
@@ -137,7 +138,10 @@ def _blas():
     if _blas_libs is None:
         try:
             from threadpoolctl import ThreadpoolController
-            _blas_libs = [lc for lc in ThreadpoolController().lib_controllers if lc.user_api == "blas"]
+
+            _blas_libs = [
+                lc for lc in ThreadpoolController().lib_controllers if lc.user_api == "blas"
+            ]
         except Exception:  # no threadpoolctl, or a BLAS it does not know: leave BLAS as it is
             _blas_libs = []
     return _blas_libs
@@ -226,14 +230,18 @@ def keep_freed_memory():
     global _kept
     if _kept:
         return True
-    if os.environ.get("CNNLAB_KEEP_FREED_MEMORY", "") == "0" or not sys.platform.startswith("linux"):
+    if os.environ.get("CNNLAB_KEEP_FREED_MEMORY", "") == "0" or not sys.platform.startswith(
+        "linux"
+    ):
         return False
     try:
         import ctypes
+
         libc = ctypes.CDLL("libc.so.6")
         m_trim_threshold, m_mmap_threshold = -1, -3
-        _kept = bool(libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 1 << 30))
+        _kept = bool(
+            libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 1 << 30)
+        )
     except (OSError, AttributeError):  # not glibc
         return False
     return _kept
-
