@@ -21,6 +21,7 @@ from .pooling import (
     AvgPool1D, AvgPool2D, AvgPool3D, GlobalAvgPool1D, GlobalAvgPool2D, GlobalAvgPool3D,
     MaxPool1D, MaxPool2D, MaxPool3D,
 )
+from .preprocessing import Rescaling
 from .serialization import deserialize, register, registered, serialize
 from .serialization import check_serializable, custom_object_scope
 from .summary import Summary, summarize
@@ -31,6 +32,7 @@ __all__ = [
     "Conv1D", "Conv2D", "Conv3D", "MaxPool1D", "MaxPool2D", "MaxPool3D",
     "AvgPool1D", "AvgPool2D", "AvgPool3D", "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalAvgPool3D",
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Flatten", "Dense", "BatchNorm", "Dropout",
+    "Rescaling",
     "serialize", "deserialize", "register", "registered", "Summary", "summarize",
     "custom_object_scope", "check_serializable",
 ]
