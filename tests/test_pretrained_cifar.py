@@ -3,7 +3,6 @@ load, it computes what PyTorch computes with the same weights (the torch mirror 
 trained as, ``benchmarks/pretrain_cifar_torch.py``), and it classifies the first 1,000
 official CIFAR-10 test images of ../shared/data with >= 88 % accuracy (the card: 90.01 %
 on all 10,000)."""
-import importlib.util
 import json
 import os
 import shutil
@@ -14,8 +13,10 @@ import torch
 
 import cnnlab.models as zoo
 from cnnlab.data import load_cifar10
-from cnnlab.layers import BatchNorm, Conv2D, Dense, Rescaling, Residual, Sequential
+from cnnlab.layers import Rescaling
 from cnnlab.models import _pretrained
+
+from _cifar_torch import copy_into_torch, torch_mirror
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR_ZIP = os.path.join(ROOT, "..", "shared", "data", "cifar10", "cifar10-jpeg.zip")
@@ -34,45 +35,6 @@ def net():
 def test_images():
     x, y = load_cifar10(CIFAR_ZIP, "test")
     return x[:1000], y[:1000]
-
-
-def _torch_mirror(widths):
-    """The torch net the weights were trained as (the benchmark's own definition)."""
-    path = os.path.join(ROOT, "benchmarks", "pretrain_cifar_torch.py")
-    spec = importlib.util.spec_from_file_location("pretrain_cifar_torch", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.build(widths)
-
-
-def _leaves(layer):
-    if isinstance(layer, Sequential):
-        return [leaf for child in layer.layers for leaf in _leaves(child)]
-    if isinstance(layer, Residual):
-        return _leaves(layer.body)
-    return [layer]
-
-
-def _copy_into_torch(model, tnet):
-    """The cnnlab weights into the torch mirror, layer by layer in execution order (written
-    here, independently of cnnlab.interop)."""
-    ours = [m for m in _leaves(model) if isinstance(m, (Conv2D, Dense, BatchNorm))]
-    theirs = [m for m in tnet.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear,
-                                                          torch.nn.BatchNorm1d,
-                                                          torch.nn.BatchNorm2d))]
-    assert len(ours) == len(theirs) == 18  # 8 convs, 9 batch norms, 1 fc
-    with torch.no_grad():
-        for a, b in zip(ours, theirs):
-            if isinstance(a, Conv2D):
-                b.weight.copy_(torch.from_numpy(a.params["w"]))
-            elif isinstance(a, Dense):
-                b.weight.copy_(torch.from_numpy(a.params["w"].T.copy()))
-            else:
-                b.weight.copy_(torch.from_numpy(a.params["gamma"]))
-                b.bias.copy_(torch.from_numpy(a.params["beta"]))
-                b.running_mean.copy_(torch.from_numpy(a.state["running_mean"]))
-                b.running_var.copy_(torch.from_numpy(a.state["running_var"]))
-    return tnet.eval()
 
 
 def test_shipped_net_is_the_card_s_architecture(net):
@@ -99,7 +61,7 @@ def test_matches_torch_on_the_same_weights(net):
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     x = rng.random((6, 3, 32, 32), dtype=np.float32)   # pixels in [0, 1]
-    tnet = _copy_into_torch(net, _torch_mirror((32, 64, 128, 256)))
+    tnet = copy_into_torch(net, torch_mirror((32, 64, 128, 256)))
     with torch.no_grad():
         want = tnet(torch.from_numpy(x) - 0.5).numpy()   # the torch run fed [0, 1] - 0.5
     got = net.forward(x)
@@ -117,7 +79,7 @@ def test_accuracy_on_the_first_1000_test_images(net, test_images):
 @needs_cifar
 def test_matches_torch_on_real_test_images(net, test_images):
     x = test_images[0][:8]
-    tnet = _copy_into_torch(net, _torch_mirror((32, 64, 128, 256)))
+    tnet = copy_into_torch(net, torch_mirror((32, 64, 128, 256)))
     with torch.no_grad():
         want = tnet(torch.from_numpy(x) - 0.5).numpy()
     np.testing.assert_allclose(net.forward(x), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
