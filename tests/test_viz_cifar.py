@@ -67,3 +67,28 @@ def test_cli_deepdream_uses_the_cifar_net(tmp_path, capsys):
         assert im.mode == "RGB" and max(im.size) == 40
     assert cli_main(["viz", "deepdream", "chelsea", "--layer", "nope", "--out", str(out)]) == 2
     assert "no layer named 'nope'" in capsys.readouterr().err
+
+
+def test_cam_default_layer_is_the_rectified_last_block():
+    """conv - BN - ReLU nets: the CAM family's default layer is past the batch norm and
+    the ReLU (the raw conv output is signed); a ResNet's is its last residual block."""
+    import cnnlab.models as zoo
+    x = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
+    assert V.explain(pretrained_cifar(), x, "gradcam")["layer"] == "residual_1"
+    assert V.explain(zoo.cifar_convnet(seed=0), x, "gradcam")["layer"] == "relu_2"
+
+
+def test_gradcam_on_the_resnet_matches_torch(net):
+    """Grad-CAM at the last residual block (Selvaraju et al.: weights = spatial mean of
+    d score / d A, cam = ReLU(sum_k w_k A_k)), computed by torch autograd on the mirror."""
+    photo = V.sample_image("chelsea", size=(32, 32), mode="RGB")[None]
+    r = V.explain(net, photo, "gradcam")
+    tnet = copy_into_torch(net, torch_mirror((32, 64, 128, 256))).double()
+    a = tnet[:17](torch.from_numpy(photo.astype(np.float64)) - 0.5).detach().requires_grad_()
+    scores = tnet[17:](a)
+    t = int(scores.argmax())
+    scores[0, t].backward()
+    w = a.grad.mean(dim=(2, 3), keepdim=True)
+    cam = torch.relu((w * a).sum(1))[0].detach().numpy()
+    assert int(r["target"][0]) == t
+    np.testing.assert_allclose(r["cam"][0], cam, rtol=1e-3, atol=1e-4 * cam.max())
