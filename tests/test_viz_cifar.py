@@ -92,3 +92,11 @@ def test_gradcam_on_the_resnet_matches_torch(net):
     cam = torch.relu((w * a).sum(1))[0].detach().numpy()
     assert int(r["target"][0]) == t
     np.testing.assert_allclose(r["cam"][0], cam, rtol=1e-3, atol=1e-4 * cam.max())
+
+
+def test_cli_explain_takes_the_cifar_net(tmp_path, capsys):
+    out = tmp_path / "ex"
+    assert cli_main(["viz", "explain", "cifar-resnet", "chelsea", "--method", "gradcam",
+                     "layercam", "--out", str(out)]) == 0
+    assert (out / "explanations.png").is_file()
+    assert "explanations.png" in capsys.readouterr().out
