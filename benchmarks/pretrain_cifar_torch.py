@@ -1,5 +1,5 @@
 """Train cnnlab's ``cifar_resnet`` architecture in PyTorch (on a GPU when one is there) and
-write its weights as ``.safetensors`` for ``benchmarks/train_cifar_resnet.py --import``.
+write its weights as ``.safetensors`` for ``benchmarks/train_cifar_resnet.py --weights``.
 
 This is how the shipped ``cifar_resnet(pretrained=True)`` weights were made: cnnlab's
 own trainer reaches ~87 % in 30 minutes on two CPU cores, and the 90 % net took a GPU.

@@ -6,7 +6,7 @@
     cnnlab viz feature-maps MODEL IMAGE [--layer NAME]
     cnnlab viz filters MODEL [--layer NAME]
     cnnlab viz maximize MODEL --layer NAME [--index K ...]
-    cnnlab viz deepdream IMAGE [--model MODEL] [--layer NAME ...]
+    cnnlab viz deepdream IMAGE [--model MODEL] [--layer NAME ...]   # colour: the CIFAR net
     cnnlab viz saliency MODEL IMAGE [--target C]
     cnnlab viz gradcam MODEL IMAGE [--target C] [--layer NAME]
     cnnlab viz explain MODEL IMAGE... [--method M ...]   # eight methods side by side
@@ -18,9 +18,11 @@
     cnnlab viz fc-to-conv [--model MODEL]
     cnnlab viz why-conv [--input 3,32,32 --filters 6 --kernel 5]
 
-MODEL is a model file (``cnnlab train`` / ``model.save``, or an ``.onnx`` file) or
+MODEL is a model file (``cnnlab train`` / ``model.save``, or an ``.onnx`` file),
 ``lenet-mnist``: the LeNet-5 shipped with cnnlab, trained on 24,000 MNIST digits
-(``cnnlab.models.lenet5(pretrained=True)``; nothing is trained on the spot). IMAGE is an image
+(``cnnlab.models.lenet5(pretrained=True)``), or ``cifar-resnet``: the ResNet-9 shipped
+with cnnlab, trained on CIFAR-10 (``cnnlab.models.cifar_resnet(pretrained=True)``, 32x32
+colour; DeepDream's default). Nothing is trained on the spot. IMAGE is an image
 file, a bundled photo ('chelsea', 'camera') or ``mnist:K`` (the K-th bundled MNIST test
 digit). Files go to --out (default ./cnnlab_viz); each written path is printed.
 """
@@ -34,6 +36,7 @@ from .common import CLIError, load_model_file, nonneg_int, positive_float, posit
 
 ORDER = 80
 QUICK_MODEL = "lenet-mnist"
+COLOUR_MODEL = "cifar-resnet"
 
 
 def _model(spec):
@@ -41,6 +44,9 @@ def _model(spec):
 
     if spec == QUICK_MODEL:
         return pretrained_lenet()
+    if spec == COLOUR_MODEL:
+        from ..viz.cifar_net import pretrained_cifar
+        return pretrained_cifar()
     return load_model_file(spec)
 
 
@@ -119,8 +125,8 @@ def _run_deepdream(a):
     from ..viz.gallery import write_deepdream
 
     model = _model(a.model)
-    layers = a.layer or ["relu", "relu_1"]
-    return _done(write_deepdream(a.out, a.image, model, layers=layers, octaves=a.octaves,
+    return _done(write_deepdream(a.out, a.image, model, layers=a.layer,
+                                 max_side=a.max_side or None, octaves=a.octaves,
                                  steps=a.steps, lr=a.lr, jitter=a.jitter, seed=a.seed))
 
 
@@ -211,7 +217,8 @@ def register(sub):
         q = inner.add_parser(name, help=helptext, description=helptext)
         if model == "positional":
             q.add_argument("model", metavar="MODEL",
-                           help=f"model file, or '{QUICK_MODEL}' (the shipped LeNet-5)")
+                           help=f"model file, '{QUICK_MODEL}' (the shipped LeNet-5) or "
+                                f"'{COLOUR_MODEL}' (the shipped CIFAR-10 ResNet)")
         elif model == "option":
             q.add_argument("--model", default=QUICK_MODEL, metavar="MODEL",
                            help=f"model file (default '{QUICK_MODEL}': the shipped LeNet-5)")
@@ -261,11 +268,18 @@ def register(sub):
     q.add_argument("--blur-every", type=nonneg_int, default=4, help="blur every N steps (0: never)")
     q.add_argument("--seed", type=nonneg_int, default=0)
 
-    q = add("deepdream", "DeepDream: amplify in a photo what a layer sees", _run_deepdream,
-            model="option")
+    q = add("deepdream", "DeepDream: amplify in a photo what a layer sees (in colour, with "
+                         "the shipped CIFAR-10 ResNet by default)", _run_deepdream)
+    q.add_argument("--model", default=COLOUR_MODEL, metavar="MODEL",
+                   help=f"model file or '{QUICK_MODEL}' (default '{COLOUR_MODEL}': the shipped "
+                        f"CIFAR-10 ResNet)")
     q.add_argument("image", metavar="IMAGE", help="image file, 'chelsea' or 'camera'")
     q.add_argument("--layer", type=_layer, nargs="+", default=None,
-                   help="layer(s) to amplify, one dream each (default: relu relu_1)")
+                   help="layer(s) to amplify, one dream each (default: the last two ReLU / "
+                        "residual outputs with feature maps)")
+    q.add_argument("--max-side", type=nonneg_int, default=225,
+                   help="shrink the photo to this longer side first (default 225; 0: keep "
+                        "its size)")
     q.add_argument("--octaves", type=positive_int, default=3)
     q.add_argument("--steps", type=positive_int, default=10, help="steps per octave")
     q.add_argument("--lr", type=positive_float, default=0.01)

@@ -14,6 +14,7 @@ Layer -> nodes:
     Dense          [Flatten] + Gemm (w is (D_in, D_out): transB=0) [+ fused activation]
     ReLU, LeakyReLU, Sigmoid, Tanh, Softmax(axis=1), Flatten(axis=1)
     Dropout        Dropout (an identity at inference; its ratio kept for the round trip)
+    Rescaling      [Mul scale] + Add offset
     Sequential     its children in order       Concat  branches + Concat(axis)
     Residual       body, shortcut (or the input) + Add
 """
@@ -24,7 +25,7 @@ import os
 import numpy as np
 
 from ..layers import (BatchNorm, Concat, Dense, Dropout, Flatten, LeakyReLU, Layer, ReLU,
-                      Residual, Sequential, Sigmoid, Softmax, Tanh)
+                      Rescaling, Residual, Sequential, Sigmoid, Softmax, Tanh)
 from ..layers.conv import Conv1D, Conv2D, Conv3D
 from ..layers.pooling import (AvgPool1D, AvgPool2D, AvgPool3D, GlobalAvgPool1D,
                               GlobalAvgPool2D, GlobalAvgPool3D, MaxPool1D, MaxPool2D, MaxPool3D)
@@ -132,6 +133,10 @@ def _emit(g, layer, x, shape, prefix):
         return _activation(g, layer.activation, y, p)
     if isinstance(layer, Flatten):
         return g.node("Flatten", [x], p, axis=1)
+    if isinstance(layer, Rescaling):
+        if layer.scale != 1.0:
+            x = g.node("Mul", [x, g.init(f"{p}.scale", np.array(layer.scale))], f"{p}.mul")
+        return g.node("Add", [x, g.init(f"{p}.offset", np.array(layer.offset))], p)
     if isinstance(layer, Dropout):
         ratio = g.init(f"{p}.ratio", np.array(layer.rate, dtype=np.float32))
         return g.node("Dropout", [x, ratio], p)
@@ -144,7 +149,7 @@ def _emit(g, layer, x, shape, prefix):
             return g.node(op, [x], p)
     raise OnnxExportError(f"to_onnx: layer {p!r} of type {type(layer).__name__} has no ONNX "
                           f"form here; supported: Conv1D/2D/3D, MaxPool*, AvgPool*, "
-                          f"GlobalAvgPool*, BatchNorm, Dense, Flatten, Dropout, ReLU, LeakyReLU, "
+                          f"GlobalAvgPool*, BatchNorm, Dense, Flatten, Dropout, Rescaling, ReLU, LeakyReLU, "
                           f"Sigmoid, Tanh, Softmax, Sequential, Concat, Residual")
 
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers import Conv1D, Conv2D, Conv3D, Layer, chain
-from ..layers import Activation
+from ..layers import Activation, BatchNorm, Conv1D, Conv2D, Conv3D, Layer, chain
 
 CONV_TYPES = (Conv1D, Conv2D, Conv3D)
 
@@ -97,13 +96,26 @@ def score_layer(model):
     return i
 
 
+def _has_conv(layer):
+    if isinstance(layer, CONV_TYPES):
+        return True
+    return any(_has_conv(child) for child in getattr(layer, "layers", ()) or ()) or any(
+        _has_conv(getattr(layer, part, None)) for part in ("body", "shortcut")
+        if getattr(layer, part, None) is not None)
+
+
 def last_conv_index(model):
-    """Index of the last convolution (or the activation layer right after it)."""
+    """Index of the last link holding a convolution (a conv layer, or a Residual / Concat
+    block with convs inside: a ResNet's last block), moved past the batch norm and the
+    activation right after it (conv - BN - ReLU: the CAM family wants the rectified maps,
+    not the raw conv output)."""
     links = chain(model)
-    idx = [i for i, (_, layer) in enumerate(links) if isinstance(layer, CONV_TYPES)]
+    idx = [i for i, (_, layer) in enumerate(links) if _has_conv(layer)]
     if not idx:
         raise ValueError(f"the model has no convolution layer; its layers: {layer_names(model)}")
     i = idx[-1]
+    if i + 1 < len(links) and isinstance(links[i + 1][1], BatchNorm):
+        i += 1
     if i + 1 < len(links) and isinstance(links[i + 1][1], Activation):
         i += 1
     return i

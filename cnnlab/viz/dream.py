@@ -3,13 +3,14 @@ already sees there. Gradient ascent on the image itself to increase the layer's
 activations (the mean of their squares: strong responses grow, wherever they are),
 at several scales ("octaves", small to large) with random jitter.
 
-Which net dreams decides what appears. cnnlab ships no ImageNet-trained net, so by
-default (see :func:`cnnlab.viz.mnist_net.trained_lenet`) the dreamer is LeNet-5 trained
-for a few seconds on MNIST digits: what it adds to a photo are pen strokes, stroke ends
-and curves at the layer's scale -- not the dogs and eyes of Google's pictures, which come
-from a net trained on ImageNet. Any model whose layers up to ``layer`` are convolutional
-works (their output size follows the photo's); give your own trained net to see its
-features. A one-channel net dreams on the photo's luminance and the change is added to
+Which net dreams decides what appears. cnnlab ships no ImageNet-trained net; the viz
+tools dream with the shipped CIFAR-10 ResNet (``cnnlab.models.cifar_resnet(pretrained=
+True)``, :mod:`cnnlab.viz.cifar_net`), in colour: its last ReLU adds eyes and fur
+patterns, its last residual block whole small cat faces into the bundled cat photo --
+CIFAR objects at the 32x32 scale they were learned at, so a photo shrunk to ~200 px
+gets the largest ones. LeNet-5 trained on MNIST adds only pen strokes and stroke ends.
+Any model whose layers up to ``layer`` are convolutional works (their output size
+follows the photo's); give your own trained net to see its features. A one-channel net dreams on the photo's luminance and the change is added to
 all three colour channels.
 """
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Writers: each computes one of the viz pictures and saves it under ``out_dir``,
 returning the paths written. ``cnnlab viz ...`` calls these; :func:`write_all` writes
-every picture (training the quick MNIST LeNet when no model is given).
+every picture with the shipped nets (LeNet-5 for digits, the CIFAR-10 ResNet for colour
+photos) when no model is given; nothing is trained.
 
 Inputs by name: ``image`` may be a file path, a bundled photo ('chelsea', 'camera') or
 'mnist:K' (the K-th image of the bundled MNIST test subset).
@@ -137,18 +138,48 @@ def write_maximize(out_dir, model, layer, indices=None, filename=None, title=Non
     return [path]
 
 
-def write_deepdream(out_dir, image="chelsea", model=None, layers=("relu", "relu_1"), **kwargs):
-    """deepdream.png (photo and a dream per layer) and deepdream_<layer>.png (each dream
-    alone, full size). Default net: the quick MNIST LeNet (it dreams strokes)."""
-    from ..data import save_image
+def dream_layers(model):
+    """The layers DeepDream amplifies by default: the last two ReLU or Residual outputs
+    that are still feature maps (LeNet-5: its two conv ReLUs, strokes; the shipped CIFAR
+    ResNet: its last ReLU and last residual block, eyes and cat faces)."""
+    from ..layers import ReLU, Residual
 
-    model = default_model() if model is None else model
+    shape = tuple(model.input_shape)
+    picked = []
+    for name, layer in chain(model):
+        shape = layer.output_shape or layer.compute_output_shape(shape)
+        if isinstance(layer, (ReLU, Residual)) and len(shape) == 3:
+            picked.append(name)
+    if not picked:
+        raise ValueError("DeepDream needs a ReLU or Residual layer with feature maps; the "
+                         "model has none (name one with layers=...)")
+    return picked[-2:]
+
+
+def write_deepdream(out_dir, image="chelsea", model=None, layers=None, max_side=None,
+                    **kwargs):
+    """deepdream.png (photo and a dream per layer) and deepdream_<layer>.png (each dream
+    alone). Default net: the shipped CIFAR-10 ResNet (it dreams in colour); default
+    ``layers``: :func:`dream_layers`. ``max_side``: shrink the photo first so that its
+    longer side is at most this many pixels (the CIFAR net saw 32x32 objects: on a
+    smaller photo its patterns are larger, and each step is cheaper)."""
+    from ..data import save_image
+    from .cifar_net import pretrained_cifar
+
+    model = pretrained_cifar() if model is None else model
+    layers = dream_layers(model) if layers is None else list(layers)
     photo = read_image(image, mode="RGB")
+    if max_side is not None:
+        h, w = photo.shape[1:]
+        if max(h, w) > max_side:
+            k = max_side / max(h, w)
+            photo = read_image(image, size=(max(8, round(h * k)), max(8, round(w * k))),
+                               mode="RGB")
     results = [dream.deepdream(model, photo, layer, **kwargs) for layer in layers]
     path = output_path(out_dir, "deepdream.png")
     net = getattr(model, "viz_description", None) or f"the model {model.name!r}"
     dream.plot_deepdream(photo, results, path,
-                             title=f"DeepDream with {net}: it amplifies the patterns it knows")
+                         title=f"DeepDream with {net}: it amplifies the patterns it knows")
     paths = [path]
     for r in results:
         paths.append(output_path(out_dir, f"deepdream_{_safe(r['layer'])}.png"))
@@ -290,7 +321,8 @@ def write_why_conv(out_dir, input_shape=(3, 32, 32), filters=6, kernel=5, stride
 
 def write_all(out_dir, model=None, log=print):
     """Every picture into ``out_dir``. ``model``: a trained net on (1, 28, 28) digits for
-    the model-based pictures (default: train the quick MNIST LeNet, a few seconds).
+    the model-based pictures (default: the shipped LeNet-5); DeepDream uses the shipped
+    CIFAR-10 ResNet unless ``model`` takes colour.
     ``log``: called with one line per written file (None: silent). -> list of paths."""
     say = log or (lambda *_: None)
     paths = []
@@ -333,11 +365,19 @@ def write_all(out_dir, model=None, log=print):
     add(write_explanations(out_dir, model, digits))
     if tuple(model.input_shape) == (1, 28, 28):
         add(write_class_visualizations(out_dir, model))
-    if len(relus) >= 2 and model.input_shape[0] in (1, 3):
-        add(write_deepdream(out_dir, "chelsea", model, layers=relus[:2]))
+    # DeepDream on a colour photo: the user's net if it sees colour, else the shipped
+    # CIFAR-10 ResNet (eyes at its last ReLU, cat faces at its last residual block;
+    # about 6 s of one core for both at 120x180)
+    colour = model if model.input_shape[0] == 3 else _colour_net()
+    add(write_deepdream(out_dir, "chelsea", colour, max_side=180))
     if tuple(model.input_shape) == (1, 28, 28):
         add(write_fc_to_conv(out_dir, model))
     return paths
+
+
+def _colour_net():
+    from .cifar_net import pretrained_cifar
+    return pretrained_cifar()
 
 
 def _first_of_each_class():
@@ -349,5 +389,5 @@ def _first_of_each_class():
 
 __all__ = ["write_all", "write_cat", "write_classic", "write_feature_maps", "write_filters",
            "write_maximize", "write_deepdream", "write_attribution", "write_conv_gif",
-           "write_pool_gif", "write_fc_to_conv", "write_why_conv", "model_input",
+           "write_pool_gif", "write_fc_to_conv", "write_why_conv", "model_input", "dream_layers",
            "default_model", "first_block_layer"]
