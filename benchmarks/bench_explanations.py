@@ -4,7 +4,7 @@ image for every method of cnnlab.viz.explainers, beside a random and a centre-bl
 Not part of the test suite (minutes of CPU).
 
     python benchmarks/bench_explanations.py                      # shipped LeNet-5, 500 MNIST test digits
-    python benchmarks/bench_explanations.py --model cifar_resnet --n 200    # shipped CIFAR-10 ResNet
+    python benchmarks/bench_explanations.py --model cifar_resnet  # shipped CIFAR-10 ResNet, 500 test images
 
 Deletion AUC: lower is better (the class probability falls fast when the pixels the map
 ranks first are removed). Insertion AUC: higher is better (it rises fast when they are
