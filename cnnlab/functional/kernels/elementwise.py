@@ -20,13 +20,17 @@ def all_finite(a):
     )
 
 
-def keep_where(a, mask):
+def keep_where(a, mask, out=None):
     """``a`` where ``mask`` else +0, exactly for any values (inf and NaN included), with
     no finiteness check: the bits of ``a`` ANDed with 0 or all-ones. 1.7x faster than a
-    checked multiply by the mask (LeNet's first ReLU backward: 40 -> 23 us)."""
+    checked multiply by the mask (LeNet's first ReLU backward: 40 -> 23 us). ``out``: an
+    array of a's shape and dtype to write into."""
     ints = np.dtype(f"i{a.dtype.itemsize}")
     ones = np.negative(mask.view(np.uint8), dtype=ints)  # True -> -1, all bits set
-    return np.bitwise_and(a.view(ints), ones, out=ones).view(a.dtype)
+    if out is None:
+        return np.bitwise_and(a.view(ints), ones, out=ones).view(a.dtype)
+    np.bitwise_and(a.view(ints), ones, out=out.view(ints))
+    return out
 
 
 def masked(a, mask, out=None, finite=None):
@@ -58,32 +62,36 @@ def _flat(*arrays):
     return views
 
 
-def _parts(n):
-    return runtime.partition(n, 1, n, runtime.NUMBERS_PER_PART)
+def _split(*arrays):
+    """(bounds, flat views) when the arrays are big enough to be worth several threads and
+    lie contiguous in one memory order, else None (then one NumPy call does it all)."""
+    bounds = runtime.partition(arrays[0].size, 1, arrays[0].size, runtime.NUMBERS_PER_PART)
+    if len(bounds) <= 2:
+        return None
+    flat = _flat(*arrays)
+    return None if flat is None else (bounds, flat)
 
 
 def relu(x):
     """max(0, x) in x's memory layout (NaN stays NaN), the parts of a big x on the threads."""
+    split = _split(x)
+    if split is None:
+        return np.maximum(x, 0)  # NumPy keeps x's memory layout
+    bounds, (fx,) = split
     out = empty_in_order(x.shape, x.dtype, memory_order(x))
-    flat = _flat(x, out)
-    if flat is None:
-        return np.maximum(x, 0, out=out)
-    fx, fo = flat
-    runtime.parallel(lambda lo, hi: np.maximum(fx[lo:hi], 0, out=fo[lo:hi]), _parts(fx.size))
+    (fo,) = _flat(out)
+    runtime.parallel(lambda lo, hi: np.maximum(fx[lo:hi], 0, out=fo[lo:hi]), bounds)
     return out
 
 
 def relu_grad(dout, out):
     """dout where out != 0 (out = relu's output: > 0, 0 or NaN), else +0 -- exact for any
     values (see keep_where), the parts of a big array on the threads."""
-    flat = _flat(dout, out)
-    if flat is None:
+    split = _split(dout, out)
+    if split is None:
         return keep_where(dout, out != 0)
+    bounds, (fd, fo) = split
     dx = empty_in_order(dout.shape, dout.dtype, memory_order(dout))
-    fd, fo, fx = flat + _flat(dx)
-
-    def part(lo, hi):
-        fx[lo:hi] = keep_where(fd[lo:hi], fo[lo:hi] != 0)
-
-    runtime.parallel(part, _parts(fd.size))
+    (fx,) = _flat(dx)
+    runtime.parallel(lambda lo, hi: keep_where(fd[lo:hi], fo[lo:hi] != 0, out=fx[lo:hi]), bounds)
     return dx
