@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -47,7 +46,7 @@ sys.path.insert(0, ROOT)
 
 import cnnlab as cl  # noqa: E402
 import cnnlab.models as zoo  # noqa: E402
-from cnnlab.data import CIFAR10_CLASSES, load_cifar10  # noqa: E402
+from cnnlab.data import CIFAR10_CLASSES, atomic_open, load_cifar10  # noqa: E402
 from cnnlab.interop import load_state_dict  # noqa: E402
 from cnnlab.layers import Rescaling  # noqa: E402
 from cnnlab.models._pretrained import sha256_file  # noqa: E402  (the digest load checks)
@@ -65,12 +64,9 @@ IMPORT_COMMAND = ("python benchmarks/train_cifar_resnet.py --weights {stem}.safe
 
 
 def write_text(path, text):
-    """Atomic text write: temp file in the same directory, then os.replace."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    """UTF-8 text, written atomically (cnnlab.data.atomic_open)."""
+    with atomic_open(path, "wb") as f:
+        f.write(text.encode("utf-8"))
 
 
 def read_json(path, what):

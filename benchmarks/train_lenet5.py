@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -33,7 +32,7 @@ sys.path.insert(0, ROOT)
 import cnnlab  # noqa: E402
 import cnnlab.models as zoo  # noqa: E402
 from cnnlab.cli._augment import random_affine  # noqa: E402
-from cnnlab.data import load_mnist  # noqa: E402
+from cnnlab.data import atomic_open, load_mnist  # noqa: E402
 from cnnlab.models._pretrained import sha256_file  # noqa: E402  (the digest load checks)
 from cnnlab.optim import SGD, OneCycle  # noqa: E402
 from cnnlab.training import LearningRateScheduler  # noqa: E402
@@ -44,12 +43,9 @@ COMMAND = "python benchmarks/train_lenet5.py"
 
 
 def write_text(path, text):
-    """Atomic text write: temp file in the same directory, then os.replace."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    """UTF-8 text, written atomically (cnnlab.data.atomic_open)."""
+    with atomic_open(path, "wb") as f:
+        f.write(text.encode("utf-8"))
 
 
 def augment(xb, rng):

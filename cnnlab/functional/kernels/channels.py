@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import runtime
-from .layout import empty_in_order, memory_order
+from .layout import along, empty_in_order, memory_order, outer_axis
 
 # Batch norm's statistics and its scale-and-shift act per channel. When the channels are
 # innermost in memory (a channels-last conv's output, or (N, D) features) NumPy would
@@ -28,14 +28,10 @@ def _channel_rows(x):
 
 
 def _split(x):
-    """The axis to split x (N, C, *S) over the threads -- the one outermost in memory, so
-    each thread streams its own block -- and the bounds of its parts."""
-    axis = 1 if memory_order(x)[0] == 1 else 0
+    """The axis to split x (N, C, *S) over the threads (see layout.outer_axis) and the
+    bounds of its parts."""
+    axis = outer_axis(x)
     return axis, runtime.partition(x.shape[axis], 1, x.size, runtime.NUMBERS_PER_PART)
-
-
-def _along(a, axis, lo, hi):
-    return a[(slice(None),) * axis + (slice(lo, hi),)]
 
 
 def _per_channel(parts, axis):
@@ -50,7 +46,7 @@ def channel_sums(x):
         axes = (0,) + tuple(range(2, x.ndim))
         axis, bounds = _split(x)
         return _per_channel(
-            runtime.parallel(lambda lo, hi: _along(x, axis, lo, hi).sum(axis=axes), bounds), axis
+            runtime.parallel(lambda lo, hi: along(x, axis, lo, hi).sum(axis=axes), bounds), axis
         )
     v, m = rows
     parts = runtime.parallel(
@@ -70,7 +66,7 @@ def channel_dot(a, b):
         return _per_channel(
             runtime.parallel(
                 lambda lo, hi: np.einsum(
-                    f"{idx},{idx}->{idx[1]}", _along(a, axis, lo, hi), _along(b, axis, lo, hi)
+                    f"{idx},{idx}->{idx[1]}", along(a, axis, lo, hi), along(b, axis, lo, hi)
                 ),
                 bounds,
             ),
@@ -101,13 +97,13 @@ def channel_affine(x, scale, shift=None, out=None):
         shape = (1, -1) + (1,) * (x.ndim - 2)
         s = None if scale is None else scale.reshape(shape).astype(x.dtype, copy=False)
         t = None if shift is None else shift.reshape(shape).astype(x.dtype, copy=False)
-        axis = 1 if memory_order(x)[0] == 1 else 0
+        axis = outer_axis(x)
         n = x.shape[axis]
 
     def part(lo, hi):
-        xs, os_ = _along(xv, axis, lo, hi), _along(out_v, axis, lo, hi)
+        xs, os_ = along(xv, axis, lo, hi), along(out_v, axis, lo, hi)
         # the scale and shift of a part: sliced too when the parts are channels
-        ss, ts = ((a if a is None or axis == 0 else _along(a, 1, lo, hi)) for a in (s, t))
+        ss, ts = ((a if a is None or axis == 0 else along(a, 1, lo, hi)) for a in (s, t))
         if ss is None:
             np.add(xs, ts, out=os_)
             return

@@ -203,3 +203,15 @@ def from_batch_last_padded(dxp, pads, x_order):
         (n, c) + tuple(s - lo - hi for s, (lo, hi) in zip(spatial, pads)), dxp.dtype, x_order
     )
     return copy_into(dx, np.moveaxis(dxp[(slice(None),) + interior], -1, 0))
+
+
+def outer_axis(a):
+    """The axis (0 = images, 1 = channels) to split an op over threads (pooling, batch norm): the one
+    outermost in memory, so each thread streams its own block. Splitting the images of a
+    batch-last (C, *S, N) array instead interleaves the threads in every row: LeNet's
+    first pool at batch 512 ran 1.9x slower on 2 threads than on 1."""
+    return 1 if memory_order(a)[0] == 1 else 0
+
+
+def along(a, axis, lo, hi):
+    return a[(slice(None),) * axis + (slice(lo, hi),)]

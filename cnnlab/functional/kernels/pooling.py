@@ -9,7 +9,15 @@ import numpy as np
 
 from . import runtime
 from .elementwise import all_finite, masked
-from .layout import copy_in_order, empty_in_order, memory_order, offset_slices, unpad
+from .layout import (
+    along,
+    copy_in_order,
+    empty_in_order,
+    memory_order,
+    offset_slices,
+    outer_axis,
+    unpad,
+)
 
 
 def _pad_channels_first(x, pads, fill):
@@ -31,18 +39,6 @@ def _taps(kernel, stride, out_shape):
         yield t, (slice(None), slice(None)) + offset_slices(offset, stride, ones, out_shape)
 
 
-def _outer_axis(a):
-    """The axis (0 = images, 1 = channels) to split a pooling op over threads: the one
-    outermost in memory, so each thread streams its own block. Splitting the images of a
-    batch-last (C, *S, N) array instead interleaves the threads in every row: LeNet's
-    first pool at batch 512 ran 1.9x slower on 2 threads than on 1."""
-    return 1 if memory_order(a)[0] == 1 else 0
-
-
-def _along(a, axis, lo, hi):
-    return a[(slice(None),) * axis + (slice(lo, hi),)]
-
-
 def maxpool_forward(x, kernel, stride, pads, out_shape, with_arg=True):
     """out[n, c, o] = max over the window, as prod(k) np.maximum passes over strided
     slices (no window copy), the images split over threads; NaN propagates.
@@ -62,16 +58,16 @@ def maxpool_forward(x, kernel, stride, pads, out_shape, with_arg=True):
         else None
     )  # the backward's ops align)
 
-    ax = _outer_axis(x)
+    ax = outer_axis(x)
 
     def part(lo, hi):
-        xs, o = _along(xp, ax, lo, hi), _along(out, ax, lo, hi)
+        xs, o = along(xp, ax, lo, hi), along(out, ax, lo, hi)
         np.copyto(o, xs[taps[0][1]])
         for _, sl in taps[1:]:
             np.maximum(o, xs[sl], out=o)
         if not with_arg:
             return
-        w = _along(wins, ax + 1, lo, hi)
+        w = along(wins, ax + 1, lo, hi)
         found = np.equal(xs[taps[0][1]], o, out=w[0])  # some tap so far equals the max
         spares = (np.empty_like(found), np.empty_like(found))  # in its memory layout
         for t, sl in taps[1:]:
@@ -111,10 +107,10 @@ def maxpool_backward(dout, wins, x_shape, kernel, stride, pads, order=None):
         # (measured 0.43 -> 0.1 ms on LeNet's second pool)
         dout = copy_in_order(dout, memory_order(wins[0]))
 
-    ax = _outer_axis(dxp)
+    ax = outer_axis(dxp)
 
     def part(lo, hi):
-        d, w, dx = _along(dout, ax, lo, hi), _along(wins, ax + 1, lo, hi), _along(dxp, ax, lo, hi)
+        d, w, dx = along(dout, ax, lo, hi), along(wins, ax + 1, lo, hi), along(dxp, ax, lo, hi)
         for t, sl in taps:
             if tiling:
                 masked(d, w[t], out=dx[sl], finite=finite)
