@@ -2,6 +2,7 @@
 
 softmax:  p_ij = exp(s_ij) / sum_k exp(s_ik)
 cross-entropy:  L = -1/N sum_i log p_{i, y_i},     dL/ds = (p - onehot(y)) / N
+  (with label smoothing e: the target onehot(y) becomes (1 - e) onehot(y) + e / C)
 SVM (hinge, margin 1):  L = 1/N sum_i sum_{j != y_i} max(0, s_ij - s_{i y_i} + 1)
 """
 
@@ -49,14 +50,25 @@ def _check(scores, y):
     return scores, y
 
 
-def softmax_loss(scores, y):
-    """Cross-entropy of softmax(scores) -> (loss, dscores). scores (N, C), y (N,) ints."""
+def softmax_loss(scores, y, label_smoothing=0.0):
+    """Cross-entropy of softmax(scores) -> (loss, dscores). scores (N, C), y (N,) ints.
+
+    ``label_smoothing`` e (PyTorch's and Keras's argument): the target is
+    q = (1 - e) onehot(y) + e / C instead of onehot(y), so L = -1/N sum_i sum_j q_ij log p_ij
+    and dL/ds = (p - q) / N.
+    """
     scores, y = _check(scores, y)
-    n = scores.shape[0]
+    e = real_number(label_smoothing, "label_smoothing")
+    if not 0.0 <= e <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    n, c = scores.shape
     logp = log_softmax(scores)
     loss = -logp[np.arange(n), y].mean()
     dscores = np.exp(logp)
-    dscores[np.arange(n), y] -= 1
+    if e:
+        loss = (1.0 - e) * loss - e * logp.mean(axis=1).mean()
+        dscores -= scores.dtype.type(e / c)
+    dscores[np.arange(n), y] -= scores.dtype.type(1.0 - e)
     dscores /= n
     return float(loss), dscores
 

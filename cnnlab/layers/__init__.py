@@ -30,7 +30,7 @@ from .pooling import (
     MaxPool3D,
     PoolND,
 )
-from .preprocessing import Rescaling
+from .preprocessing import PatchWhitening, Rescaling
 from .serialization import deserialize, get_registered, register, registered, serialize
 from .roundtrip import check_serializable
 from .serialization import custom_object_scope
@@ -64,6 +64,7 @@ __all__ = [
     "Dense",
     "BatchNorm",
     "Dropout",
+    "PatchWhitening",
     "Rescaling",
     "serialize",
     "deserialize",

@@ -14,12 +14,13 @@ softmax is in the loss, and ``Model.predict`` applies it.
 Parameter counts (3x224x224 input, 1000 classes unless stated):
 LeNet-5 61,706 (1x28x28, 10) - three-layer convnet 825,046 (3x32x32, 10) -
 AlexNet 61,100,840 - ZFNet 62,357,608 - VGG-11 132,863,336 - VGG-16 138,357,544 -
-GoogLeNet 6,624,904 - cifar_convnet 94,772 - cifar_resnet 412,964 (3x32x32, 10).
+GoogLeNet 6,624,904 - cifar_convnet 94,772 - cifar_resnet 412,964 - cifar_airbench
+1,972,504 (3x32x32, 10).
 """
 from .alexnet import alexnet, zfnet
 from ._pretrained import card as pretrained_card
 from .analytic import analyze, count_params
-from .cifar import cifar_convnet, cifar_resnet, conv_bn_relu
+from .cifar import cifar_airbench, cifar_convnet, cifar_resnet, conv_bn_relu
 from .fc_nets import fully_connected_net, two_layer_net
 from .googlenet import basic_conv, googlenet, inception
 from .lenet import lenet5, three_layer_convnet
@@ -29,6 +30,6 @@ from .vgg import vgg, vgg11, vgg13, vgg16, vgg19
 
 __all__ = ["lenet5", "three_layer_convnet", "alexnet", "zfnet", "vgg", "vgg11", "vgg13", "vgg16",
            "vgg19", "googlenet", "inception", "basic_conv", "cifar_convnet", "cifar_resnet",
-           "conv_bn_relu", "get", "available", "default_input_shape", "describe", "MODELS",
+           "cifar_airbench", "conv_bn_relu", "get", "available", "default_input_shape", "describe", "MODELS",
            "analyze", "count_params", "VGG_CONFIGS", "two_layer_net", "fully_connected_net",
            "pretrained_card"]

@@ -17,7 +17,10 @@ epochs) -- the ResNet is the better use of a time budget even at 4 minutes.
 """
 from __future__ import annotations
 
-from ..layers import BatchNorm, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Residual
+import numpy as np
+
+from ..layers import (BatchNorm, Conv2D, Dense, Flatten, MaxPool2D, PatchWhitening, ReLU,
+                      Rescaling, Residual)
 from ._build import check_int, check_shape, finish
 from ._pretrained import card, load_pretrained
 
@@ -143,3 +146,71 @@ def cifar_resnet(num_classes=10, input_shape=(3, 32, 32), widths=None, seed=None
               + conv_bn_relu(w3) + [MaxPool2D(2), Residual(conv_bn_relu(w3) + conv_bn_relu(w3))])
     layers += _head(who, input_shape, 8, num_classes)
     return finish(layers, input_shape, seed, who, build)
+
+
+def cifar_airbench(num_classes=10, input_shape=(3, 32, 32), widths=(64, 256, 256), seed=None,
+                   build=True):
+    """Keller Jordan's airbench94 CIFAR-10 net (2024), with ReLU::
+
+        whiten: PatchWhitening 2x2 (3 -> 24 channels, fitted by .adapt) - relu   31x31
+        for w in widths:  conv 3x3 w - maxpool 2 - bn - relu - conv 3x3 w - bn - relu
+                                                             15x15, 7x7, 3x3
+        global max pool - fc num_classes (no bias) - x 1/9
+
+    Defaults (64, 256, 256): 1,972,504 parameters, about 120 M multiply-adds per image
+    (each block's first conv runs before its pool, the second after it).
+
+    Build it, then fit the whitening to training images before training::
+
+        net = cifar_airbench(seed=0)
+        net.layers[0].adapt(x_train[:5000])
+
+    The convs start as airbench's: the first ``C`` of a conv's ``K >= C`` filters are the
+    identity (a 1 at the kernel centre of their own input channel, PyTorch's
+    ``nn.init.dirac_``), the rest He-initialized, so every block starts close to passing
+    its input through.
+
+    Departures from the paper (there is no paper: the model follows the airbench94 script
+    of Keller Jordan's CIFAR-10 speed runs, 2024), layer by layer:
+
+    - activations: ReLU instead of GELU, because cnnlab has no GELU yet and ReLU is the
+      activation the courses teach.
+    - batch norms: learned scale and shift, where airbench freezes the scale at 1 and gives
+      the shift a 64x learning rate, because cnnlab's optimizers take one learning rate
+      for all parameters.
+    - whiten: its filters are fitted by ``adapt`` and its bias trains throughout, where
+      airbench stops training the bias after 3 epochs, so that the optimizer needs no
+      per-parameter schedule.
+    """
+    who = "cifar_airbench"
+    input_shape = check_shape(who, input_shape)
+    num_classes = check_int(who, num_classes, "num_classes", 2)
+    widths = _widths(who, widths, 3)
+    layers = [PatchWhitening(2), ReLU()]
+    for w in widths:
+        layers += [Conv2D(w, 3, padding=1, use_bias=False), MaxPool2D(2), BatchNorm(), ReLU(),
+                   Conv2D(w, 3, padding=1, use_bias=False), BatchNorm(), ReLU()]
+    h, w_ = input_shape[1:]
+    side = ((h - 1) // 8, (w_ - 1) // 8)
+    if min(side) < 1:
+        raise ValueError(f"{who}: input height and width must be at least 9 (a 2x2 whitening "
+                         f"and three 2x pools), got {input_shape}")
+    layers += [MaxPool2D(side), Flatten(), Dense(num_classes, use_bias=False),
+               Rescaling(scale=1 / 9)]
+    model = finish(layers, input_shape, seed, who, build)
+    if build:
+        for layer in model.layers:
+            if isinstance(layer, Conv2D):
+                dirac(layer.params["w"])
+    return model
+
+
+def dirac(w):
+    """Set the first C of the K filters of ``w`` (K, C, kh, kw), K >= C, to the identity
+    (filter c: a 1 at the centre of input channel c, zeros elsewhere), in place."""
+    k, c, kh, kw = w.shape
+    if k < c:
+        raise ValueError(f"dirac: needs at least as many filters as input channels, got w "
+                         f"of shape {w.shape}")
+    w[:c] = 0
+    w[np.arange(c), np.arange(c), kh // 2, kw // 2] = 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .alexnet import alexnet, zfnet
-from .cifar import cifar_convnet, cifar_resnet
+from .cifar import cifar_airbench, cifar_convnet, cifar_resnet
 from .fc_nets import fully_connected_net, two_layer_net
 from .googlenet import googlenet
 from .lenet import lenet5, three_layer_convnet
@@ -18,6 +18,8 @@ MODELS = {
                       "fast conv-BN-ReLU 32/64/128 CIFAR-10 net (94,772 params)"),
     "cifar_resnet": (cifar_resnet, (3, 32, 32),
                      "narrow ResNet-9 for CIFAR-10 with Residual blocks (412,964 params)"),
+    "cifar_airbench": (cifar_airbench, (3, 32, 32),
+                       "airbench94's CIFAR-10 net: patch whitening, 64/256/256 (1,972,504 params)"),
     "alexnet": (alexnet, (3, 224, 224), "AlexNet, torchvision's definition (61,100,840 params)"),
     "zfnet": (zfnet, (3, 224, 224), "ZFNet, Zeiler & Fergus 2013 layout (62,357,608 params)"),
     "vgg11": (vgg11, (3, 224, 224), "VGG-11, configuration A (132,863,336 params)"),

@@ -52,18 +52,23 @@ def _check(scores, y):
     return scores, y
 
 
-def softmax_loss(scores, y):
-    """-> (L = -1/N sum_i log p_{i, y_i}, dscores = (p - onehot(y)) / N)."""
+def softmax_loss(scores, y, label_smoothing=0.0):
+    """-> (L = -1/N sum_i sum_j q_ij log p_ij, dscores = (p - q) / N), where the target
+    q_i = (1 - e) onehot(y_i) + e / C (e = ``label_smoothing``; 0: the plain one-hot)."""
     scores, y = _check(scores, y)
-    n = scores.shape[0]
+    e = float(label_smoothing)
+    if not 0.0 <= e <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    n, c = scores.shape
     loss = 0.0
     dscores = np.zeros_like(scores)
     for i in range(n):
         z = scores[i] - np.max(scores[i])
-        p = np.exp(z) / np.sum(np.exp(z))
-        loss += -(z[y[i]] - np.log(np.sum(np.exp(z))))  # -log p_{y_i}, computed without log(0)
-        dscores[i] = p
-        dscores[i, y[i]] -= 1
+        logp = z - np.log(np.sum(np.exp(z)))  # log p, computed without log(0)
+        q = np.full(c, e / c)
+        q[y[i]] += 1.0 - e
+        loss += -np.sum(q * logp)
+        dscores[i] = np.exp(logp) - q
     return float(loss / n), dscores / n
 
 
