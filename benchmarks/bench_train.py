@@ -23,6 +23,12 @@ steps -- cnnlab through ``Model.fit``, torch through the same loop as LeNet's --
 reports images/s and its peak RSS. Both frameworks run on ``--threads`` threads
 (``cnnlab.set_num_threads``, ``torch.set_num_threads``; checked equal), alternately,
 ``--rounds`` times, fastest run of each reported. ``--nets`` picks the benchmarks.
+
+airbench: ``cnnlab.models.cifar_airbench`` (64/256/256) against the same net in PyTorch
+(``benchmarks/airbench_torch.py``; its whitening weights frozen, as cnnlab keeps them as
+state), batch 512, SGD Nesterov momentum 0.85, weight decay 1.33e-3, label smoothing 0.2:
+the recipe of ``bench_accuracy.py --task cifar-best --model cifar_airbench``. Timed like
+cifar, with ``--airbench-steps`` (default 8) steps after one untimed step.
 """
 from __future__ import annotations
 
@@ -37,10 +43,15 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # the workers measure this checkout's cnnlab
 DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "mnist"))
-NETS = ("lenet", "cifar")
+NETS = ("lenet", "cifar", "airbench")
 # the cifar benchmark's net and recipe (bench_accuracy.py --task cifar-best trains with it)
 CIFAR_WIDTHS = (16, 32, 64, 128)  # cifar_resnet's defaults
 CIFAR = dict(batch_size=128, lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4)
+# the airbench benchmark's net and recipe (bench_accuracy.py --task cifar-best --model
+# cifar_airbench trains with it)
+AIRBENCH_WIDTHS = (64, 256, 256)
+AIRBENCH = dict(batch_size=512, lr=0.75, momentum=0.85, nesterov=True, weight_decay=1.33e-3,
+                label_smoothing=0.2)
 
 
 def _args(argv=None):
@@ -60,11 +71,14 @@ def _args(argv=None):
                    help="timed training steps of the cifar benchmark (default 30)")
     p.add_argument("--cifar-warmup", type=int, default=3,
                    help="untimed training steps before them (default 3)")
+    p.add_argument("--airbench-steps", type=int, default=8,
+                   help="timed training steps of the airbench benchmark (default 8, batch 512)")
     p.add_argument("--framework", choices=["cnnlab", "torch"], help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    if a.threads < 1 or a.rounds < 1 or a.cifar_steps < 1 or a.cifar_warmup < 0:
+    if a.threads < 1 or a.rounds < 1 or a.cifar_steps < 1 or a.cifar_warmup < 0 or a.airbench_steps < 1:
         p.error(f"--threads, --rounds and --cifar-steps must be >= 1 and --cifar-warmup >= 0, "
-                f"got {a.threads}, {a.rounds}, {a.cifar_steps} and {a.cifar_warmup}")
+                f"got {a.threads}, {a.rounds}, {a.cifar_steps} and {a.cifar_warmup} (and "
+                f"--airbench-steps {a.airbench_steps})")
     return a
 
 
@@ -137,12 +151,12 @@ def run_torch(a):
                 numpy=np.__version__)
 
 
-def _synthetic_cifar(a):
+def _synthetic_cifar(a, steps=None, batch_size=None):
     """(x, y): warm-up + timed steps' worth of CIFAR-shaped float32 images and labels,
     the same in both processes."""
     import numpy as np
 
-    n = (a.cifar_warmup + a.cifar_steps) * CIFAR["batch_size"]
+    n = (steps or a.cifar_warmup + a.cifar_steps) * (batch_size or CIFAR["batch_size"])
     rng = np.random.default_rng(0)
     x = rng.random((n, 3, 32, 32), dtype=np.float32) - np.float32(0.5)
     return x, rng.integers(0, 10, n)
@@ -208,8 +222,72 @@ def run_torch_cifar(a):
                 torch=torch.__version__, numpy=np.__version__)
 
 
+def run_cnnlab_airbench(a):
+    import functools
+
+    import numpy as np
+
+    import cnnlab as cl
+    from cnnlab.models import cifar_airbench
+
+    cl.keep_freed_memory()
+    cl.set_num_threads(a.threads)
+    c = AIRBENCH
+    bs = c["batch_size"]
+    x, y = _synthetic_cifar(a, 1 + a.airbench_steps, bs)
+    model = cifar_airbench(widths=AIRBENCH_WIDTHS, seed=0)
+    opt = cl.optim.SGD(lr=c["lr"], momentum=c["momentum"], nesterov=c["nesterov"],
+                       weight_decay=c["weight_decay"])
+    loss = functools.partial(cl.functional.softmax_loss, label_smoothing=c["label_smoothing"])
+    model.fit(x[:bs], y[:bs], epochs=1, batch_size=bs, optimizer=opt, loss=loss, verbose=0, seed=0)
+    t0 = time.perf_counter()
+    model.fit(x[bs:], y[bs:], epochs=1, batch_size=bs, optimizer=opt, loss=loss, verbose=0, seed=1)
+    train_s = time.perf_counter() - t0
+    return dict(n_train=len(x) - bs, steps=a.airbench_steps, train_s=train_s, rss=_peak_rss_mib(),
+                params=model.count_params(), threads=cl.get_num_threads(), numpy=np.__version__)
+
+
+def run_torch_airbench(a):
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from airbench_torch import build
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    c = AIRBENCH
+    bs = c["batch_size"]
+    x, y = _synthetic_cifar(a, 1 + a.airbench_steps, bs)
+    net = build(AIRBENCH_WIDTHS).train()
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=c["lr"], momentum=c["momentum"], nesterov=c["nesterov"],
+                          weight_decay=c["weight_decay"])
+    X, Y = torch.from_numpy(x), torch.from_numpy(y)
+    g = torch.Generator().manual_seed(0)
+
+    def train(lo, hi):
+        perm = lo + torch.randperm(hi - lo, generator=g)
+        for i in range(0, hi - lo, bs):
+            idx = perm[i:i + bs]
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(net(X[idx]), Y[idx],
+                                               label_smoothing=c["label_smoothing"])
+            loss.backward()
+            opt.step()
+
+    train(0, bs)
+    t0 = time.perf_counter()
+    train(bs, len(X))
+    train_s = time.perf_counter() - t0
+    return dict(n_train=len(x) - bs, steps=a.airbench_steps, train_s=train_s, rss=_peak_rss_mib(),
+                params=sum(p.numel() for p in params), threads=torch.get_num_threads(),
+                torch=torch.__version__, numpy=np.__version__)
+
+
 RUNNERS = {("lenet", "cnnlab"): run_cnnlab, ("lenet", "torch"): run_torch,
-           ("cifar", "cnnlab"): run_cnnlab_cifar, ("cifar", "torch"): run_torch_cifar}
+           ("cifar", "cnnlab"): run_cnnlab_cifar, ("cifar", "torch"): run_torch_cifar,
+           ("airbench", "cnnlab"): run_cnnlab_airbench, ("airbench", "torch"): run_torch_airbench}
 
 
 def _measure(a, net, env):
@@ -220,7 +298,8 @@ def _measure(a, net, env):
             cmd = [sys.executable, __file__, "--framework", fw, "--nets", net, "--data", a.data,
                    "--threads", str(a.threads), "--epochs", str(a.epochs), "--batch-size",
                    str(a.batch_size), "--lr", str(a.lr), "--cifar-steps", str(a.cifar_steps),
-                   "--cifar-warmup", str(a.cifar_warmup)]
+                   "--cifar-warmup", str(a.cifar_warmup), "--airbench-steps",
+                   str(a.airbench_steps)]
             out = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if out.returncode != 0:
                 sys.exit(f"{fw} {net} run failed:\n{out.stderr}")
@@ -233,14 +312,19 @@ def _measure(a, net, env):
     return runs
 
 
-def report_cifar(a, runs):
+def report_cifar(a, runs, net="cifar"):
     results = {fw: dict(rs[0], train_s=min(r["train_s"] for r in rs), rss=max(r["rss"] for r in rs))
                for fw, rs in runs.items()}
-    c = CIFAR
-    print(f"cifar_resnet widths {'-'.join(map(str, CIFAR_WIDTHS))} ({results['torch']['params']:,} "
+    if net == "airbench":
+        c, name, widths, warm = AIRBENCH, "cifar_airbench", AIRBENCH_WIDTHS, 1
+        extra = f" label smoothing {c['label_smoothing']:g}"
+    else:
+        c, name, widths, warm, extra = CIFAR, "cifar_resnet", CIFAR_WIDTHS, a.cifar_warmup, ""
+    steps = results["torch"]["steps"]
+    print(f"{name} widths {'-'.join(map(str, widths))} ({results['torch']['params']:,} "
           f"parameters), synthetic 3x32x32 data, batch {c['batch_size']}, SGD Nesterov momentum "
-          f"{c['momentum']:g} weight decay {c['weight_decay']:g} lr {c['lr']:g}, float32, "
-          f"{a.threads} threads, {a.cifar_steps} timed steps after {a.cifar_warmup}, "
+          f"{c['momentum']:g} weight decay {c['weight_decay']:g} lr {c['lr']:g}{extra}, float32, "
+          f"{a.threads} threads, {steps} timed steps after {warm}, "
           f"{time.strftime('%Y-%m-%d')}")
     print(f"{'':10}{'s/step':>10}{'img/s':>10}{'peak RSS MiB':>14}")
     for fw, r in results.items():
@@ -280,7 +364,10 @@ def main():
     for i, net in enumerate(nets):
         if i:
             print()
-        (report_lenet if net == "lenet" else report_cifar)(a, _measure(a, net, env))
+        if net == "lenet":
+            report_lenet(a, _measure(a, net, env))
+        else:
+            report_cifar(a, _measure(a, net, env), net)
 
 
 if __name__ == "__main__":

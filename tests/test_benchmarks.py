@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from cnnlab.models import cifar_resnet
+from cnnlab.models import cifar_airbench, cifar_resnet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "benchmarks")
@@ -42,6 +42,18 @@ def test_bench_train_cifar_rows():
     assert speed == pytest.approx(rows["torch"][0] / rows["cnnlab"][0], rel=0.02, abs=0.01)
     rss = float(re.search(r"peak RSS cnnlab/torch: ([\d.]+)x", out)[1])
     assert rss == pytest.approx(rows["cnnlab"][2] / rows["torch"][2], rel=0.02, abs=0.01)
+
+
+def test_bench_train_airbench_rows():
+    out = _run("bench_train.py", "--nets", "airbench", "--threads", "2", "--rounds", "1",
+               "--airbench-steps", "1")
+    params = cifar_airbench(seed=0).count_params()  # the mirror's trainable count, or exit 1
+    assert f"cifar_airbench widths 64-256-256 ({params:,} parameters)" in out
+    assert "batch 512" in out and "label smoothing 0.2" in out and "1 timed steps" in out
+    rows = {m[1]: float(m[3]) for m in re.finditer(r"^(torch|cnnlab) +([\d.]+) +(\d+) +(\d+)$",
+                                                   out, re.M)}
+    assert set(rows) == {"torch", "cnnlab"}, out
+    assert re.search(r"training speed cnnlab/torch: [\d.]+x", out)
 
 
 def _types(out):

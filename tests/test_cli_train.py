@@ -328,3 +328,19 @@ def _default_sigint():
     """In the child: SIGINT back to its default. A shell starts background jobs with SIGINT
     ignored, and children inherit that; Python then installs no KeyboardInterrupt."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_train_fits_a_patch_whitening_to_the_training_images_only(tmp_path, capsys):
+    """cifar_airbench's first layer is fitted (adapt) to the training split before the
+    first step: its filters whiten the training patches, never the held-out ones."""
+    root = _make_folder(tmp_path / "pets")
+    out = tmp_path / "air.npz"
+    code, _, err = run(capsys, "train", "--data", root, "--model", "cifar_airbench", "--epochs",
+                       "1", "--quiet", "--out", out, "--val-split", "0.25", "--seed", "3")
+    assert code == 0, err
+    model = cl.load_model(out)
+    fitted = model.layers[0]
+    d = _train_data.load_train_test(str(root), None, (3, 32, 32), None, 3)
+    xtr, _, _, _ = cl.data.train_val_split(d["x"], d["y"], 0.25, rng=3)
+    want = cl.layers.PatchWhitening(2).adapt(xtr)
+    np.testing.assert_allclose(fitted.state["w"], want.state["w"], rtol=1e-5, atol=1e-5)

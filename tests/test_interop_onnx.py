@@ -18,6 +18,7 @@ from cnnlab.interop import from_onnx, to_onnx
 # small inputs keep the big zoo nets fast; each builder accepts them
 ZOO = {
     "lenet5": {}, "three_layer_convnet": {}, "cifar_convnet": {}, "cifar_resnet": {},
+    "cifar_airbench": {"widths": (8, 16, 16)},
     "alexnet": {"input_shape": (3, 64, 64), "num_classes": 10},
     "zfnet": {"input_shape": (3, 64, 64), "num_classes": 10},
     "vgg11": {"input_shape": (3, 32, 32), "num_classes": 10},
@@ -74,7 +75,8 @@ def test_zoo_model_exports_imports_and_matches_onnxruntime(name, tmp_path):
     # round trip: the imported cnnlab model computes what onnxruntime computes
     back = from_onnx(path)
     assert isinstance(back, cl.Sequential)
-    assert back.count_params() == model.count_params()
+    # the same scalars (PatchWhitening's fitted filters come back as a plain Conv's weights)
+    assert back.count_params() + back.count_state() == model.count_params() + model.count_state()
     assert rel_err(back.forward(x), scores) < 1e-5
 
 
@@ -166,3 +168,17 @@ def test_export_needs_a_built_model_and_a_known_opset(tmp_path):
     for opset in (13, 19):
         p = to_onnx(model, tmp_path / f"o{opset}.onnx", opset=opset)
         assert rel_err(ort_run(p, x), model.forward(x)) < 1e-5
+
+
+@pytest.mark.parametrize("scale,offset", [(1.0, -0.5), (0.25, 0.0), (2.0, 3.0)])
+def test_rescaling_out_and_back(scale, offset, tmp_path):
+    model = cl.Sequential([L.Rescaling(scale=scale, offset=offset), L.Conv2D(2, 3), L.Flatten(),
+                           L.Dense(3)], input_shape=(1, 5, 5), seed=0)
+    x = np.random.default_rng(0).standard_normal((2, 1, 5, 5)).astype(np.float32)
+    path = to_onnx(model, tmp_path / "r.onnx")
+    got = ort_run(path, x)
+    assert rel_err(got, model.forward(x)) < 1e-5
+    back = from_onnx(path)
+    first = back.layers[0]
+    assert isinstance(first, L.Rescaling) and (first.scale, first.offset) == (scale, offset)
+    assert rel_err(back.forward(x), got) < 1e-5

@@ -318,6 +318,10 @@ def run(args):
     else:
         xtr, ytr, val = x, y, None
         val_text = "none (--val-split 0)"
+    if ckpt is None:
+        for layer in model.layers:  # cifar_airbench's PatchWhitening: fitted to data, not trained
+            if hasattr(layer, "adapt"):
+                layer.adapt(xtr[:5000])
     steps = -(-len(xtr) // batch_size)
     optimizer = ckpt.optimizer if ckpt is not None else _optimizer(s["optimizer"], lr)
     checkpoint = ModelCheckpoint(out_path, save_best_only=False)

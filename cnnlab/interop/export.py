@@ -15,6 +15,7 @@ Layer -> nodes:
     ReLU, LeakyReLU, Sigmoid, Tanh, Softmax(axis=1), Flatten(axis=1)
     Dropout        Dropout (an identity at inference; its ratio kept for the round trip)
     Rescaling      [Mul scale] + Add offset
+    PatchWhitening Conv (its fitted filters, its bias; no padding)
     Sequential     its children in order       Concat  branches + Concat(axis)
     Residual       body, shortcut (or the input) + Add
 """
@@ -24,8 +25,8 @@ import os
 
 import numpy as np
 
-from ..layers import (BatchNorm, Concat, Dense, Dropout, Flatten, LeakyReLU, Layer, ReLU,
-                      Rescaling, Residual, Sequential, Sigmoid, Softmax, Tanh)
+from ..layers import (BatchNorm, Concat, Dense, Dropout, Flatten, LeakyReLU, Layer,
+                      PatchWhitening, ReLU, Rescaling, Residual, Sequential, Sigmoid, Softmax, Tanh)
 from ..layers.conv import Conv1D, Conv2D, Conv3D
 from ..layers.pooling import (AvgPool1D, AvgPool2D, AvgPool3D, GlobalAvgPool1D,
                               GlobalAvgPool2D, GlobalAvgPool3D, MaxPool1D, MaxPool2D, MaxPool3D)
@@ -107,6 +108,9 @@ def _emit(g, layer, x, shape, prefix):
                    strides=list(layer.stride), dilations=list(layer.dilation),
                    pads=_pads_attr(layer._pads))
         return _activation(g, layer.activation, y, p)
+    if isinstance(layer, PatchWhitening):
+        ins = [x, g.init(f"{p}.w", layer.state["w"]), g.init(f"{p}.b", layer.params["b"])]
+        return g.node("Conv", ins, p, kernel_shape=list(layer.kernel_size))
     if isinstance(layer, _MAXPOOLS + _AVGPOOLS):
         attrs = {"kernel_shape": list(layer.pool_size), "strides": list(layer._stride),
                  "pads": _pads_attr(layer._pads)}
@@ -149,7 +153,8 @@ def _emit(g, layer, x, shape, prefix):
             return g.node(op, [x], p)
     raise OnnxExportError(f"to_onnx: layer {p!r} of type {type(layer).__name__} has no ONNX "
                           f"form here; supported: Conv1D/2D/3D, MaxPool*, AvgPool*, "
-                          f"GlobalAvgPool*, BatchNorm, Dense, Flatten, Dropout, Rescaling, ReLU, LeakyReLU, "
+                          f"GlobalAvgPool*, BatchNorm, Dense, Flatten, Dropout, Rescaling, PatchWhitening, "
+                          f"ReLU, LeakyReLU, "
                           f"Sigmoid, Tanh, Softmax, Sequential, Concat, Residual")
 
 

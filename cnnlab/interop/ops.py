@@ -20,7 +20,7 @@ from .graph import BATCH, attrs, node_label
 SUPPORTED_OPS = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "Relu", "LeakyRelu",
                  "Sigmoid", "Tanh", "Gemm", "MatMul", "Add", "Flatten", "Reshape",
                  "BatchNormalization", "Dropout", "Concat", "Softmax", "Identity", "Pad",
-                 "Constant")
+                 "Constant", "Mul")
 
 _CONV = {1: L.Conv1D, 2: L.Conv2D, 3: L.Conv3D}
 _MAX = {1: L.MaxPool1D, 2: L.MaxPool2D, 3: L.MaxPool3D}
@@ -300,6 +300,29 @@ def _simple(cls):
     return convert
 
 
+def _scalar(g, node, x, what):
+    """The one constant number that ``node`` (Add or Mul) combines with tensor ``x``."""
+    c = g.const(node, 1 if node.input[0] == x else 0, what)
+    if c is None or np.size(c) != 1:
+        fail(node, f"only {node.op_type} of the data and one constant number is supported "
+                   f"(Rescaling), got a constant of shape {np.shape(c)}")
+    return float(np.asarray(c).reshape(-1)[0])
+
+
+def add_scalar(g, node, x, shape):
+    """x + c -> Rescaling(offset=c)."""
+    return [(L.Rescaling(offset=_scalar(g, node, x, "offset")), {})], node.output[0]
+
+
+def mul_scalar(g, node, x, shape):
+    """x * a [+ b] -> Rescaling(scale=a, offset=b) (an Add of a number right after fuses)."""
+    scale, out, offset = _scalar(g, node, x, "scale"), node.output[0], 0.0
+    nxt = sole_consumer(g, out)
+    if nxt is not None and nxt.op_type == "Add" and len(g.data_inputs(nxt)) == 1:
+        offset, out = _scalar(g, nxt, out, "offset"), nxt.output[0]
+    return [(L.Rescaling(scale=scale, offset=offset), {})], out
+
+
 def identity(g, node, x, shape):
     return [], node.output[0]
 
@@ -309,5 +332,5 @@ CONVERTERS = {
     "Relu": _simple(L.ReLU), "Sigmoid": _simple(L.Sigmoid), "Tanh": _simple(L.Tanh),
     "LeakyRelu": leaky_relu, "Gemm": gemm, "MatMul": matmul, "Flatten": flatten,
     "Reshape": reshape, "BatchNormalization": batchnorm, "Dropout": dropout,
-    "Softmax": softmax, "Identity": identity, "Pad": pad,
+    "Softmax": softmax, "Identity": identity, "Pad": pad, "Add": add_scalar, "Mul": mul_scalar,
 }

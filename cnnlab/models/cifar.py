@@ -165,8 +165,8 @@ def cifar_airbench(num_classes=10, input_shape=(3, 32, 32), widths=(64, 256, 256
         net = cifar_airbench(seed=0)
         net.layers[0].adapt(x_train[:5000])
 
-    The convs start as airbench's: the first ``C`` of a conv's ``K >= C`` filters are the
-    identity (a 1 at the kernel centre of their own input channel, PyTorch's
+    The convs start as airbench's: the first ``C`` of a conv's ``K`` filters (all ``K`` of
+    them when ``K < C``) are the identity (a 1 at the kernel centre of their own input channel, PyTorch's
     ``nn.init.dirac_``), the rest He-initialized, so every block starts close to passing
     its input through.
 
@@ -206,11 +206,10 @@ def cifar_airbench(num_classes=10, input_shape=(3, 32, 32), widths=(64, 256, 256
 
 
 def dirac(w):
-    """Set the first C of the K filters of ``w`` (K, C, kh, kw), K >= C, to the identity
-    (filter c: a 1 at the centre of input channel c, zeros elsewhere), in place."""
+    """Set the first min(K, C) filters of ``w`` (K, C, kh, kw) to the identity, in place:
+    filter c is a 1 at the kernel centre of input channel c and zeros elsewhere (PyTorch's
+    ``nn.init.dirac_`` on ``w[:C]``); the other filters keep their values."""
     k, c, kh, kw = w.shape
-    if k < c:
-        raise ValueError(f"dirac: needs at least as many filters as input channels, got w "
-                         f"of shape {w.shape}")
-    w[:c] = 0
-    w[np.arange(c), np.arange(c), kh // 2, kw // 2] = 1
+    m = min(k, c)
+    w[:m] = 0
+    w[np.arange(m), np.arange(m), kh // 2, kw // 2] = 1
