@@ -3,6 +3,7 @@
     python benchmarks/profile_layers.py [--model lenet5] [--batch 64] [--steps 50]
     python benchmarks/profile_layers.py --model cifar_resnet --batch 128 --steps 20 [--threads 2]
     python benchmarks/profile_layers.py --model cifar_resnet --batch 128 --framework torch
+    python benchmarks/profile_layers.py --model cifar_airbench --batch 512 --steps 5 [--framework torch]
 
 cnnlab: every layer's forward and backward is timed, the layers inside containers included
 (a Residual's body); a container's own row is its time minus its children's (a
@@ -13,8 +14,8 @@ step (Nesterov momentum 0.9, weight decay 5e-4: bench_train.py's cifar recipe), 
 data. Prints the rows, then the time per layer type (fwd / bwd) with the loss and the
 optimizer step, in ms and as shares of the step.
 
-torch (``--framework torch``, cifar_resnet only): the same step of its PyTorch mirror
-(``build`` of pretrain_cifar_torch.py) under ``torch.profiler``; each top-level operator
+torch (``--framework torch``, cifar_resnet and cifar_airbench): the same step of its PyTorch
+mirror (``build`` of pretrain_cifar_torch.py or airbench_torch.py) under ``torch.profiler``; each top-level operator
 (forward) and autograd node (backward) is filed under the cnnlab layer type it stands
 for, so the two tables compare row by row. The profiler adds its own overhead; the
 per-step wall time above the table is measured without it.
@@ -35,6 +36,9 @@ import cnnlab.functional as F  # noqa: E402
 from cnnlab.models import default_input_shape, get  # noqa: E402
 
 SGD = dict(lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+# zoo model -> (module in benchmarks/, widths) of its layer-for-layer PyTorch mirror
+TORCH_MIRRORS = {"cifar_resnet": ("pretrain_cifar_torch", (16, 32, 64, 128)),
+                 "cifar_airbench": ("airbench_torch", (64, 256, 256))}
 
 
 def _args():
@@ -48,8 +52,9 @@ def _args():
                         "(default: cnnlab's default, BLAS's own)")
     p.add_argument("--framework", choices=["cnnlab", "torch"], default="cnnlab")
     a = p.parse_args()
-    if a.framework == "torch" and a.model != "cifar_resnet":
-        p.error(f"--framework torch profiles cifar_resnet's PyTorch mirror only, got --model {a.model}")
+    if a.framework == "torch" and a.model not in TORCH_MIRRORS:
+        p.error(f"--framework torch profiles the PyTorch mirrors of {', '.join(TORCH_MIRRORS)} "
+                f"only, got --model {a.model}")
     if a.steps < 1 or a.warmup < 0 or a.batch < 1:
         p.error("--steps and --batch must be >= 1, --warmup >= 0")
     return a
@@ -137,12 +142,13 @@ TORCH_FWD = {"aten::conv2d": "Conv2D", "aten::batch_norm": "BatchNorm", "aten::m
              "aten::relu_": "ReLU", "aten::relu": "ReLU", "aten::add": "Residual",
              "aten::add_": "BatchNorm",  # num_batches_tracked += 1
              "aten::flatten": "Flatten", "aten::linear": "Dense", "loss": "loss",
+             "aten::mul": "Rescaling",  # cifar_airbench's logit scale
              "aten::ones_like": "loss",  # loss.backward()'s seed gradient
              "optimizer step": "optimizer step", "Optimizer.zero_grad#SGD.zero_grad": "optimizer step"}
 TORCH_BWD = {"ConvolutionBackward0": "Conv2D", "NativeBatchNormBackward0": "BatchNorm",
              "MaxPool2DWithIndicesBackward0": "MaxPool2D", "ReluBackward0": "ReLU",
              "AddBackward0": "Residual", "MmBackward0": "Dense", "TBackward0": "Dense",
-             "ViewBackward0": "Flatten", "LogSoftmaxBackward0": "loss", "NllLossBackward0": "loss",
+             "ViewBackward0": "Flatten", "MulBackward0": "Rescaling", "LogSoftmaxBackward0": "loss", "NllLossBackward0": "loss",
              "torch::autograd::AccumulateGrad": "gradient accumulation (AccumulateGrad)"}
 
 
@@ -150,13 +156,15 @@ def profile_torch(a):
     import torch
     from torch.profiler import ProfilerActivity, profile, record_function
 
-    from pretrain_cifar_torch import build  # cifar_resnet's layer-for-layer mirror
+    import importlib
 
+    module, widths = TORCH_MIRRORS[a.model]
+    build = importlib.import_module(module).build  # the model's layer-for-layer mirror
     torch.set_num_threads(a.threads or cl.get_num_threads())
     torch.manual_seed(0)
     x, y = (torch.from_numpy(v) for v in _data(a))
-    net = build((16, 32, 64, 128)).train()
-    opt = torch.optim.SGD(net.parameters(), **SGD)
+    net = build(widths).train()
+    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], **SGD)
 
     def step():
         opt.zero_grad()
