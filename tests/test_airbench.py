@@ -93,7 +93,7 @@ def test_patch_whitening_saves_its_fitted_filters(tmp_path):
 
 def test_patch_whitening_refuses_bad_input_clearly():
     layer = L.PatchWhitening(2)
-    with pytest.raises(ValueError, match=r"adapt: x must be a float array \(N, C, H, W\)"):
+    with pytest.raises(ValueError, match=r"adapt: x must be a non-empty float array \(N, C, H, W\)"):
         layer.adapt(np.zeros((4, 3, 8, 8), dtype=np.uint8))
     with pytest.raises(ValueError, match="adapt: x must be"):
         layer.adapt(np.zeros((3, 8, 8)))
@@ -222,3 +222,12 @@ def test_cifar_airbench_starts_from_identity_convs():
     assert zoo.cifar_airbench(seed=0).count_params() == 1_972_504
     with pytest.raises(ValueError, match="at least 9"):
         zoo.cifar_airbench(input_shape=(3, 8, 8))
+
+
+def test_patch_whitening_adapt_in_chunks_is_the_same_fit():
+    x = correlated_images(20)
+    one = L.PatchWhitening(2).adapt(x, chunk=1000).state["w"]
+    many = L.PatchWhitening(2).adapt(x, chunk=3).state["w"]
+    # eigenvectors are defined up to sign: compare each filter up to its sign
+    signs = np.sign((one * many).reshape(24, -1).sum(axis=1))
+    np.testing.assert_allclose(many * signs[:, None, None, None], one, rtol=1e-7, atol=1e-9)

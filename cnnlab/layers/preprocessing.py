@@ -100,29 +100,34 @@ class PatchWhitening(Layer):
         w = np.concatenate([half, -half]).reshape((2 * len(lam), c) + self.kernel_size)
         return w.astype(dtype)
 
-    def adapt(self, x, max_patches=2_000_000):
+    def adapt(self, x, chunk=256):
         """Fit the filters to images ``x`` (N, C, H, W): the eigenvectors of the covariance
-        of their k x k patches. Builds the layer for x's sample shape if needed. At most
-        ``max_patches`` patches are used (evenly spaced images), so memory stays bounded.
-        Returns self."""
+        of all their k x k patches. Builds the layer for x's sample shape if needed. The
+        covariance is accumulated in float64 over ``chunk`` images at a time, so memory
+        stays bounded however many images are given. Returns self."""
         x = np.asarray(x)
-        if x.ndim != 4 or x.dtype.kind != "f":
+        if x.ndim != 4 or x.dtype.kind != "f" or len(x) == 0:
             raise ValueError(
-                f"{self._label()}.adapt: x must be a float array (N, C, H, W), "
+                f"{self._label()}.adapt: x must be a non-empty float array (N, C, H, W), "
                 f"got shape {x.shape} and dtype {x.dtype}"
             )
         if not self.built:
             self.build(x.shape[1:], dtype=x.dtype)
         self.check_input_shape(x.shape[1:])
         kh, kw = self.kernel_size
-        per_image = (x.shape[2] - kh + 1) * (x.shape[3] - kw + 1)
-        keep = max(1, min(len(x), int(max_patches) // per_image))
-        x = x[np.linspace(0, len(x) - 1, keep).astype(np.int64)].astype(np.float64)
-        windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
-        # (N, C, H', W', kh, kw) -> rows of (c, i, j) patch values, the filters' own order
-        patches = windows.transpose(0, 2, 3, 1, 4, 5).reshape(-1, self._dims(x.shape[1:]))
-        patches = patches - patches.mean(axis=0)
-        lam, vecs = np.linalg.eigh(patches.T @ patches / len(patches))
+        d = self._dims(x.shape[1:])
+        total, outer, count = np.zeros(d), np.zeros((d, d)), 0
+        for lo in range(0, len(x), chunk):
+            part = x[lo : lo + chunk].astype(np.float64)
+            windows = np.lib.stride_tricks.sliding_window_view(part, (kh, kw), axis=(2, 3))
+            # (n, C, H', W', kh, kw) -> rows of (c, i, j) patch values, the filters' own order
+            p = windows.transpose(0, 2, 3, 1, 4, 5).reshape(-1, d)
+            total += p.sum(axis=0)
+            outer += p.T @ p
+            count += len(p)
+        mean = total / count
+        cov = outer / count - np.outer(mean, mean)
+        lam, vecs = np.linalg.eigh(cov)
         lam, vecs = lam[::-1], vecs[:, ::-1]  # largest variance first
         self.state["w"] = self._filters(vecs, np.maximum(lam, 0.0), x.shape[1], self.dtype)
         return self
