@@ -2,7 +2,7 @@
 
     python benchmarks/bench_accuracy.py --task lenet           # LeNet-5, MNIST 24k -> 10k test
     python benchmarks/bench_accuracy.py --task cifar-3layer    # cs231n 3-layer convnet, CIFAR-10
-    python benchmarks/bench_accuracy.py --task cifar-best --minutes 30   # best CIFAR-10 net in a budget
+    python benchmarks/bench_accuracy.py --task cifar-best --minutes 60 --target 0.90   # best CIFAR-10 net in a budget
 
 Targets: lenet >= 99.0 % on the official 10,000 MNIST test images (trained on the 24,000
 training images in ../shared/data/mnist); cifar-3layer > 40 % on the 10,000 CIFAR-10
@@ -180,6 +180,9 @@ def _cifar_airbench(a):
     epoch), its label smoothing, whitening and identity init, and flip TTA."""
     x, y, xt, yt = _cifar(a)
     budget = a.minutes * 60.0
+    # airbench94: lr 11.5 / (1024 * (1 + 1 / (1 - momentum))) per image of a summed loss
+    # over 1,024 images = 1.5 for a mean loss over 1,024, so 0.75 over 512; its decay
+    # 0.0153 * 1024 / that denominator per step = 1.33e-3 as a coefficient of the mean loss
     bs, lr, momentum, wd, smooth = 512, 0.75, 0.85, 1.33e-3, 0.2
     # standardise per channel with the training set's statistics, as airbench does
     mean = x.mean(axis=(0, 2, 3), keepdims=True, dtype=np.float64).astype(np.float32)
@@ -188,7 +191,7 @@ def _cifar_airbench(a):
     model = zoo.get(a.model, seed=a.seed)
     model.layers[0].adapt(x[:5000])
     recipe = (f"{a.model} on {len(x):,} CIFAR-10 training images standardised per channel, "
-              f"whitening fitted to the first 5,000, SGD Nesterov momentum {momentum}, "
+              f"whitening fitted to the first 5,000, convs starting as partial identities, SGD Nesterov momentum {momentum}, "
               f"weight decay {wd:g}, batch {bs}, label smoothing {smooth}, peak lr {lr:g} on a "
               f"wall-clock one-cycle (15% linear warm-up, linear decay to 0 at {a.minutes:g} "
               f"min), random crops (pad 2, reflected) + horizontal flips, seed {a.seed}; stops "
@@ -226,9 +229,10 @@ def main(argv=None):
     p.add_argument("--task", choices=sorted(TASKS), required=True)
     p.add_argument("--minutes", type=float, default=30.0,
                    help="training budget of cifar-best (default 30)")
-    p.add_argument("--model", default="cifar_resnet", choices=zoo.available(),
-                   help="net of cifar-best (default cifar_resnet: in a 4-minute budget it beat "
-                        "cifar_convnet, 76.0%% against 73.3%%, despite half the images/s)")
+    p.add_argument("--model", default="cifar_airbench", choices=zoo.available(),
+                   help="net of cifar-best (default cifar_airbench, with airbench94's recipe: "
+                        "90.46%% in 60 minutes; any other zoo net trains with the cifar_resnet "
+                        "recipe, 86.65%% in 30 minutes for cifar_resnet)")
     p.add_argument("--target", type=float, default=None,
                    help="cifar-best: an accuracy to report as met or not (e.g. 0.90)")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
