@@ -101,6 +101,12 @@ def test_patch_whitening_refuses_bad_input_clearly():
         cl.Sequential([L.PatchWhitening(2)], input_shape=(3, 1, 8))
     with pytest.raises(ValueError, match="eps"):
         L.PatchWhitening(2, eps=0)
+    bad = correlated_images(4)
+    bad[1, 0, 3, 3] = np.nan
+    with pytest.raises(ValueError, match="adapt: x holds NaN or inf"):
+        L.PatchWhitening(2).adapt(bad)
+    with pytest.raises(ValueError, match="chunk"):
+        L.PatchWhitening(2).adapt(correlated_images(4), chunk=0)
 
 
 @pytest.mark.parametrize("e", [0.0, 0.1, 0.2, 1.0])

@@ -111,6 +111,7 @@ class PatchWhitening(Layer):
                 f"{self._label()}.adapt: x must be a non-empty float array (N, C, H, W), "
                 f"got shape {x.shape} and dtype {x.dtype}"
             )
+        chunk = _checks.positive_int(f"{self._label()}.adapt", chunk, "chunk")
         if not self.built:
             self.build(x.shape[1:], dtype=x.dtype)
         self.check_input_shape(x.shape[1:])
@@ -127,6 +128,8 @@ class PatchWhitening(Layer):
             count += len(p)
         mean = total / count
         cov = outer / count - np.outer(mean, mean)
+        if not np.all(np.isfinite(cov)):
+            raise ValueError(f"{self._label()}.adapt: x holds NaN or inf values")
         lam, vecs = np.linalg.eigh(cov)
         lam, vecs = lam[::-1], vecs[:, ::-1]  # largest variance first
         self.state["w"] = self._filters(vecs, np.maximum(lam, 0.0), x.shape[1], self.dtype)
