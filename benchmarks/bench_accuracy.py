@@ -145,7 +145,6 @@ def task_cifar_best(a):
     if a.model == "cifar_airbench":
         return _cifar_airbench(a)
     x, y, xt, yt = _cifar(a)
-    budget = a.minutes * 60.0
     bs, lr = 128, 0.2
     model = zoo.get(a.model, seed=a.seed)
     recipe = (f"{a.model} on {len(x):,} CIFAR-10 training images, SGD Nesterov momentum 0.9, "
@@ -156,15 +155,22 @@ def task_cifar_best(a):
     print(recipe, flush=True)
     x = x - np.float32(0.5)
     xt = xt - np.float32(0.5)
-    clock = TimeBudget(budget, lr)
+    dt = fit_on_clock(a, model, x, y, bs, SGD(lr, momentum=0.9, nesterov=True, weight_decay=5e-4),
+                      crops_and_flips)
+    return report("cifar-best", model, recipe, dt, model.evaluate(xt, yt), len(xt), a.target)
+
+
+def fit_on_clock(a, model, x, y, batch_size, optimizer, augment, loss="softmax"):
+    """Train until ``a.minutes`` are spent, the learning rate on a wall-clock one-cycle
+    peaking at ``optimizer.lr`` (TimeBudget); prints what was trained. -> seconds."""
+    clock = TimeBudget(a.minutes * 60.0, optimizer.lr)
     t0 = time.perf_counter()
-    model.fit(x, y, epochs=10_000, batch_size=bs,
-              optimizer=SGD(lr, momentum=0.9, nesterov=True, weight_decay=5e-4),
-              seed=a.seed, callbacks=[clock], augment=crops_and_flips, verbose=a.verbose)
+    model.fit(x, y, epochs=10_000, batch_size=batch_size, optimizer=optimizer, loss=loss,
+              seed=a.seed, callbacks=[clock], augment=augment, verbose=a.verbose)
     dt = time.perf_counter() - t0
     print(f"trained on {clock.images:,} images ({clock.images / len(x):.2f} epochs, "
           f"{clock.images / dt:.0f} img/s)")
-    return report("cifar-best", model, recipe, dt, model.evaluate(xt, yt), len(xt), a.target)
+    return dt
 
 
 def flip_tta_accuracy(model, x, y, batch_size=500):
@@ -179,7 +185,6 @@ def _cifar_airbench(a):
     1,024 to cnnlab's mean loss over batches of 512 (same step per image, same decay per
     epoch), its label smoothing, whitening and identity init, and flip TTA."""
     x, y, xt, yt = _cifar(a)
-    budget = a.minutes * 60.0
     # airbench94: lr 11.5 / (1024 * (1 + 1 / (1 - momentum))) per image of a summed loss
     # over 1,024 images = 1.5 for a mean loss over 1,024, so 0.75 over 512; its decay
     # 0.0153 * 1024 / that denominator per step = 1.33e-3 as a coefficient of the mean loss
@@ -191,27 +196,20 @@ def _cifar_airbench(a):
     model = zoo.get(a.model, seed=a.seed)
     model.layers[0].adapt(x[:5000])
     recipe = (f"{a.model} on {len(x):,} CIFAR-10 training images standardised per channel, "
-              f"whitening fitted to the first 5,000, convs starting as partial identities, SGD Nesterov momentum {momentum}, "
-              f"weight decay {wd:g}, batch {bs}, label smoothing {smooth}, peak lr {lr:g} on a "
+              f"whitening fitted to the first 5,000, convs starting as partial identities, SGD "
+              f"Nesterov momentum {momentum}, weight decay {wd:g}, batch {bs}, label smoothing {smooth}, peak lr {lr:g} on a "
               f"wall-clock one-cycle (15% linear warm-up, linear decay to 0 at {a.minutes:g} "
               f"min), random crops (pad 2, reflected) + horizontal flips, seed {a.seed}; stops "
               f"when the budget is spent, then evaluates the 10,000 test images, alone and "
               f"with flip test-time augmentation (the mean of the image's and its mirror "
               f"image's class probabilities)")
     print(recipe, flush=True)
-    clock = TimeBudget(budget, lr)
 
     def crops(xb, rng):
         return random_flip(random_crop(xb, padding=2, pad_mode="reflect", rng=rng), rng=rng)
 
-    t0 = time.perf_counter()
-    model.fit(x, y, epochs=10_000, batch_size=bs,
-              optimizer=SGD(lr, momentum=momentum, nesterov=True, weight_decay=wd),
-              loss=functools.partial(softmax_loss, label_smoothing=smooth),
-              seed=a.seed, callbacks=[clock], augment=crops, verbose=a.verbose)
-    dt = time.perf_counter() - t0
-    print(f"trained on {clock.images:,} images ({clock.images / len(x):.2f} epochs, "
-          f"{clock.images / dt:.0f} img/s)")
+    dt = fit_on_clock(a, model, x, y, bs, SGD(lr, momentum=momentum, nesterov=True, weight_decay=wd),
+                      crops, loss=functools.partial(softmax_loss, label_smoothing=smooth))
     plain = model.evaluate(xt, yt)
     print(f"test accuracy without TTA: {plain['accuracy']:.2%}")
     tta = flip_tta_accuracy(model, xt, yt)

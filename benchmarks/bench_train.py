@@ -151,57 +151,76 @@ def run_torch(a):
                 numpy=np.__version__)
 
 
-def _synthetic_cifar(a, steps=None, batch_size=None):
-    """(x, y): warm-up + timed steps' worth of CIFAR-shaped float32 images and labels,
-    the same in both processes."""
+def _synthetic_cifar(steps, batch_size):
+    """(x, y): ``steps`` batches (warm-up + timed) of CIFAR-shaped float32 images and
+    labels, the same in both processes."""
     import numpy as np
 
-    n = (steps or a.cifar_warmup + a.cifar_steps) * (batch_size or CIFAR["batch_size"])
+    n = steps * batch_size
     rng = np.random.default_rng(0)
     x = rng.random((n, 3, 32, 32), dtype=np.float32) - np.float32(0.5)
     return x, rng.integers(0, 10, n)
 
 
-def run_cnnlab_cifar(a):
+def _cifar_spec(a, net):
+    """(zoo model, PyTorch mirror module, widths, recipe, warm-up steps, timed steps) of
+    the cifar or airbench benchmark."""
+    if net == "airbench":
+        return "cifar_airbench", "airbench_torch", AIRBENCH_WIDTHS, AIRBENCH, 1, a.airbench_steps
+    return "cifar_resnet", "pretrain_cifar_torch", CIFAR_WIDTHS, CIFAR, a.cifar_warmup, a.cifar_steps
+
+
+def run_cnnlab_cifar(a, net="cifar"):
+    import functools
+
     import numpy as np
 
     import cnnlab as cl
-    from cnnlab.models import cifar_resnet
+    from cnnlab.models import get
 
+    name, _, widths, c, warm_steps, steps = _cifar_spec(a, net)
     cl.keep_freed_memory()  # the allocator setting the CLI runs with
     cl.set_num_threads(a.threads)
-    x, y = _synthetic_cifar(a)
-    model = cifar_resnet(widths=CIFAR_WIDTHS, seed=0)
-    c = CIFAR
+    bs = c["batch_size"]
+    x, y = _synthetic_cifar(warm_steps + steps, bs)
+    model = get(name, widths=widths, seed=0)
     opt = cl.optim.SGD(lr=c["lr"], momentum=c["momentum"], nesterov=c["nesterov"],
                        weight_decay=c["weight_decay"])
-    bs, warm = c["batch_size"], a.cifar_warmup * c["batch_size"]
+    smooth = c.get("label_smoothing", 0.0)
+    loss = functools.partial(cl.functional.softmax_loss, label_smoothing=smooth) if smooth else "softmax"
+    warm = warm_steps * bs
     if warm:
-        model.fit(x[:warm], y[:warm], epochs=1, batch_size=bs, optimizer=opt, verbose=0, seed=0)
+        model.fit(x[:warm], y[:warm], epochs=1, batch_size=bs, optimizer=opt, loss=loss, verbose=0,
+                  seed=0)
     t0 = time.perf_counter()
-    model.fit(x[warm:], y[warm:], epochs=1, batch_size=bs, optimizer=opt, verbose=0, seed=1)
+    model.fit(x[warm:], y[warm:], epochs=1, batch_size=bs, optimizer=opt, loss=loss, verbose=0, seed=1)
     train_s = time.perf_counter() - t0
-    return dict(n_train=len(x) - warm, steps=a.cifar_steps, train_s=train_s, rss=_peak_rss_mib(),
+    return dict(n_train=len(x) - warm, steps=steps, train_s=train_s, rss=_peak_rss_mib(),
                 params=model.count_params(), threads=cl.get_num_threads(), numpy=np.__version__)
 
 
-def run_torch_cifar(a):
+def run_torch_cifar(a, net="cifar"):
+    import importlib
+
     import numpy as np
     import torch
     from torch import nn
 
-    from pretrain_cifar_torch import build  # the layer-for-layer mirror of cifar_resnet
-
+    _, mirror, widths, c, warm_steps, steps = _cifar_spec(a, net)
+    build = importlib.import_module(mirror).build  # the zoo net's layer-for-layer mirror
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    x, y = _synthetic_cifar(a)
-    net = build(CIFAR_WIDTHS).train()
-    c = CIFAR
-    # one parameter group: cnnlab's SGD decays every array, batch norms' included
-    opt = torch.optim.SGD(net.parameters(), lr=c["lr"], momentum=c["momentum"],
-                          nesterov=c["nesterov"], weight_decay=c["weight_decay"])
+    bs = c["batch_size"]
+    x, y = _synthetic_cifar(warm_steps + steps, bs)
+    net = build(widths).train()
+    # one parameter group: cnnlab's SGD decays every array, batch norms' included (the
+    # airbench mirror's frozen whitening weights are cnnlab's state, not parameters)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=c["lr"], momentum=c["momentum"], nesterov=c["nesterov"],
+                          weight_decay=c["weight_decay"])
+    smooth = c.get("label_smoothing", 0.0)
     X, Y = torch.from_numpy(x), torch.from_numpy(y)
-    bs, warm = c["batch_size"], a.cifar_warmup * c["batch_size"]
+    warm = warm_steps * bs
     g = torch.Generator().manual_seed(0)
 
     def train(lo, hi):
@@ -209,7 +228,7 @@ def run_torch_cifar(a):
         for i in range(0, hi - lo, bs):
             idx = perm[i:i + bs]
             opt.zero_grad()
-            loss = nn.functional.cross_entropy(net(X[idx]), Y[idx])
+            loss = nn.functional.cross_entropy(net(X[idx]), Y[idx], label_smoothing=smooth)
             loss.backward()
             opt.step()
 
@@ -217,77 +236,15 @@ def run_torch_cifar(a):
     t0 = time.perf_counter()
     train(warm, len(X))
     train_s = time.perf_counter() - t0
-    return dict(n_train=len(x) - warm, steps=a.cifar_steps, train_s=train_s, rss=_peak_rss_mib(),
-                params=sum(p.numel() for p in net.parameters()), threads=torch.get_num_threads(),
-                torch=torch.__version__, numpy=np.__version__)
-
-
-def run_cnnlab_airbench(a):
-    import functools
-
-    import numpy as np
-
-    import cnnlab as cl
-    from cnnlab.models import cifar_airbench
-
-    cl.keep_freed_memory()
-    cl.set_num_threads(a.threads)
-    c = AIRBENCH
-    bs = c["batch_size"]
-    x, y = _synthetic_cifar(a, 1 + a.airbench_steps, bs)
-    model = cifar_airbench(widths=AIRBENCH_WIDTHS, seed=0)
-    opt = cl.optim.SGD(lr=c["lr"], momentum=c["momentum"], nesterov=c["nesterov"],
-                       weight_decay=c["weight_decay"])
-    loss = functools.partial(cl.functional.softmax_loss, label_smoothing=c["label_smoothing"])
-    model.fit(x[:bs], y[:bs], epochs=1, batch_size=bs, optimizer=opt, loss=loss, verbose=0, seed=0)
-    t0 = time.perf_counter()
-    model.fit(x[bs:], y[bs:], epochs=1, batch_size=bs, optimizer=opt, loss=loss, verbose=0, seed=1)
-    train_s = time.perf_counter() - t0
-    return dict(n_train=len(x) - bs, steps=a.airbench_steps, train_s=train_s, rss=_peak_rss_mib(),
-                params=model.count_params(), threads=cl.get_num_threads(), numpy=np.__version__)
-
-
-def run_torch_airbench(a):
-    import numpy as np
-    import torch
-    from torch import nn
-
-    from airbench_torch import build
-
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    c = AIRBENCH
-    bs = c["batch_size"]
-    x, y = _synthetic_cifar(a, 1 + a.airbench_steps, bs)
-    net = build(AIRBENCH_WIDTHS).train()
-    params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=c["lr"], momentum=c["momentum"], nesterov=c["nesterov"],
-                          weight_decay=c["weight_decay"])
-    X, Y = torch.from_numpy(x), torch.from_numpy(y)
-    g = torch.Generator().manual_seed(0)
-
-    def train(lo, hi):
-        perm = lo + torch.randperm(hi - lo, generator=g)
-        for i in range(0, hi - lo, bs):
-            idx = perm[i:i + bs]
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(net(X[idx]), Y[idx],
-                                               label_smoothing=c["label_smoothing"])
-            loss.backward()
-            opt.step()
-
-    train(0, bs)
-    t0 = time.perf_counter()
-    train(bs, len(X))
-    train_s = time.perf_counter() - t0
-    return dict(n_train=len(x) - bs, steps=a.airbench_steps, train_s=train_s, rss=_peak_rss_mib(),
+    return dict(n_train=len(x) - warm, steps=steps, train_s=train_s, rss=_peak_rss_mib(),
                 params=sum(p.numel() for p in params), threads=torch.get_num_threads(),
                 torch=torch.__version__, numpy=np.__version__)
 
 
 RUNNERS = {("lenet", "cnnlab"): run_cnnlab, ("lenet", "torch"): run_torch,
            ("cifar", "cnnlab"): run_cnnlab_cifar, ("cifar", "torch"): run_torch_cifar,
-           ("airbench", "cnnlab"): run_cnnlab_airbench, ("airbench", "torch"): run_torch_airbench}
+           ("airbench", "cnnlab"): lambda a: run_cnnlab_cifar(a, "airbench"),
+           ("airbench", "torch"): lambda a: run_torch_cifar(a, "airbench")}
 
 
 def _measure(a, net, env):
@@ -315,12 +272,8 @@ def _measure(a, net, env):
 def report_cifar(a, runs, net="cifar"):
     results = {fw: dict(rs[0], train_s=min(r["train_s"] for r in rs), rss=max(r["rss"] for r in rs))
                for fw, rs in runs.items()}
-    if net == "airbench":
-        c, name, widths, warm = AIRBENCH, "cifar_airbench", AIRBENCH_WIDTHS, 1
-        extra = f" label smoothing {c['label_smoothing']:g}"
-    else:
-        c, name, widths, warm, extra = CIFAR, "cifar_resnet", CIFAR_WIDTHS, a.cifar_warmup, ""
-    steps = results["torch"]["steps"]
+    name, _, widths, c, warm, steps = _cifar_spec(a, net)
+    extra = f" label smoothing {c['label_smoothing']:g}" if "label_smoothing" in c else ""
     print(f"{name} widths {'-'.join(map(str, widths))} ({results['torch']['params']:,} "
           f"parameters), synthetic 3x32x32 data, batch {c['batch_size']}, SGD Nesterov momentum "
           f"{c['momentum']:g} weight decay {c['weight_decay']:g} lr {c['lr']:g}{extra}, float32, "
