@@ -153,9 +153,9 @@ def _emit(g, layer, x, shape, prefix):
             return g.node(op, [x], p)
     raise OnnxExportError(f"to_onnx: layer {p!r} of type {type(layer).__name__} has no ONNX "
                           f"form here; supported: Conv1D/2D/3D, MaxPool*, AvgPool*, "
-                          f"GlobalAvgPool*, BatchNorm, Dense, Flatten, Dropout, Rescaling, PatchWhitening, "
-                          f"ReLU, LeakyReLU, "
-                          f"Sigmoid, Tanh, Softmax, Sequential, Concat, Residual")
+                          f"GlobalAvgPool*, BatchNorm, Dense, Flatten, Dropout, Rescaling, "
+                          f"PatchWhitening, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, Sequential, "
+                          f"Concat, Residual")
 
 
 def to_model_proto(model, opset=17, probabilities=False, input_name="input",
