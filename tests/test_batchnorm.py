@@ -146,3 +146,55 @@ def test_float32_stays_float32(impl, shape, rng):
     assert all(a.dtype == np.float32 for a in backward(np.ones_like(out), cache))
     param["mode"] = "test"
     assert getattr(impl, forward_name(x))(x, g, b, param)[0].dtype == np.float32
+
+
+def _in_layout(a, order):
+    """a (N, C, *S) as a view of an array laid out in memory in ``order``."""
+    mem = np.ascontiguousarray(a.transpose(order))
+    return mem.transpose(np.argsort(order))
+
+
+@pytest.mark.parametrize(
+    "shape, order",
+    [
+        ((4, 3, 5, 6), (0, 1, 2, 3)),  # channels-first, small maps: one row per image
+        ((2, 3, 40, 40), (0, 1, 2, 3)),  # channels-first, big maps: one row per map
+        ((4, 3, 5, 6), (0, 2, 3, 1)),  # channels innermost: rows of pixels
+        ((4, 3, 5, 6), (1, 2, 3, 0)),  # batch innermost: plain broadcasting
+    ],
+)
+@pytest.mark.parametrize("offset", [0.5, 8.0, 3000.0])
+def test_float32_in_every_layout_matches_float64_torch(shape, order, offset, rng):
+    """The fast kernels see x as rows of whole channel runs, per memory layout, and take
+    the moments from one read of x unless a channel's mean lies more than 16 standard
+    deviations from zero (offset 3000: the one-pass variance would keep no digit of
+    float32). Each case against PyTorch in float64."""
+    import cnnlab.functional as F
+
+    c = shape[1]
+    x64 = rng.standard_normal(shape) + offset * rng.uniform(0.5, 1.0, (1, c) + (1,) * (len(shape) - 2))
+    d64 = rng.standard_normal(shape)
+    gamma, beta = rng.standard_normal(c), rng.standard_normal(c)
+    x = _in_layout(x64.astype(np.float32), order)
+    dout = _in_layout(d64.astype(np.float32), order)
+    g32, b32 = gamma.astype(np.float32), beta.astype(np.float32)
+    param = {"mode": "train"}
+    out, cache = F.spatial_batchnorm_forward(x, g32, b32, param)
+    dx, dg, db = F.spatial_batchnorm_backward(dout, cache)
+    # torch sees the float32 numbers in float64: the same inputs, exact arithmetic
+    t_out, (t_dx, t_dg, t_db) = torch_autograd(
+        lambda tx, tg, tb: TF.batch_norm(tx, None, None, tg, tb, training=True, eps=EPS),
+        [x.astype(np.float64), g32.astype(np.float64), b32.astype(np.float64)],
+        dout.astype(np.float64),
+    )
+    assert out.dtype == dx.dtype == np.float32
+    # float32 holds the mean to half a unit in the last place of x's magnitude (1.2e-4 at
+    # 3000); x - mean carries that error, and no more: a one-pass variance at offset
+    # 3000 would be off by ~0.5 and miss these bounds by a factor of ~1000
+    tol = 2e-5 + float(np.spacing(np.abs(x).max()))
+    np.testing.assert_allclose(out, t_out, rtol=0, atol=tol * np.abs(t_out).max())
+    np.testing.assert_allclose(dx, t_dx, rtol=0, atol=tol * np.abs(t_dx).max())
+    np.testing.assert_allclose(dg, t_dg, rtol=0, atol=tol * np.abs(t_dg).max())
+    np.testing.assert_allclose(db, t_db, rtol=1e-5, atol=1e-4)
+    mu = x.astype(np.float64).mean(axis=(0,) + tuple(range(2, x.ndim)))
+    np.testing.assert_allclose(param["running_mean"], 0.1 * mu, rtol=1e-5)

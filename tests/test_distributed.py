@@ -109,9 +109,13 @@ def test_two_ranks_equal_one_process(main_run):
 
 def test_sync_batchnorm_equals_one_process(main_run):
     """Conv + spatial and 1-D batch norm with sync_batchnorm=True: the statistics of the
-    whole global batch, so the run follows the one-process run."""
+    whole global batch, so the run follows the one-process run. Up to rounding: batch
+    norm's one-pass forms (x * scale + shift, dx from x rather than x - mean) round at
+    ~1e-7 * |mean| / std per step, and after an epoch of float32 SGD the runs differ by up
+    to ~4e-5 (the bias right before a batch norm, whose gradient is pure rounding noise);
+    per-rank statistics differ by more than 1e-2 (the test below)."""
     _, cfgs = main_run
-    check_same_as_one_process(cfgs[1]["out"], cfgs[1], tol=1e-5)
+    check_same_as_one_process(cfgs[1]["out"], cfgs[1], tol=1e-4)
 
 
 def test_per_rank_batchnorm_differs_from_one_process(main_run):

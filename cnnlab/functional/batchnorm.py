@@ -14,14 +14,21 @@ from typing import NamedTuple
 import numpy as np
 
 from ._args import as_float_array, check_cache, check_dout, real_number
-from .kernels import channel_affine, channel_dot, channel_sums, in_order, memory_order
+from .kernels import (
+    channel_affine,
+    channel_combine,
+    channel_dot,
+    channel_sums,
+    in_order,
+    memory_order,
+)
 
 
 class BatchNormCache(NamedTuple):
-    """What the batch-norm backward passes need (x_hat is rebuilt from xc / std)."""
+    """What the batch-norm backward passes need (x_hat is rebuilt from x, mu and std;
+    the statistics in float64)."""
 
     x: np.ndarray
-    xc: np.ndarray
     mu: np.ndarray
     var: np.ndarray
     std: np.ndarray
@@ -29,6 +36,19 @@ class BatchNormCache(NamedTuple):
     eps: float
     axes: tuple
     sync: object = None  # (reduce, m) of a sync batch norm over MPI ranks, else None
+
+
+# The moments come from one read of x, var = mean(x^2) - mu^2, which loses about
+# log10(mu^2 / var) of float32's 7 digits to cancellation. Channels whose mean is
+# further than 16 standard deviations from zero (> 2.4 digits lost) take the exact
+# two-pass form instead: var = mean((x - mu)^2), backward from x - mu.
+CANCELLATION = 256.0
+
+
+def _far_from_zero(mu, var):
+    """Whether a channel's mean is so far from zero, against its spread, that the one-pass
+    forms lose too many digits (see CANCELLATION)."""
+    return bool(np.any(mu * mu > CANCELLATION * var))
 
 
 def _param(bn_param, d, dtype):
@@ -66,28 +86,44 @@ def _bn_forward(x, gamma, beta, bn_param, axes, shape):
             x, scale, bt.reshape(d) - rm.astype(x.dtype, copy=False) * scale
         ), None
     m = x.size // d
-    # per-channel passes that keep long inner loops in any memory layout (see
-    # kernels.channel_sums): the mean, x - mean, its mean square, the scale and shift
-    sums, reduce = channel_sums(x), bn_param.get("reduce")
+    # sum(x) and sum(x^2) per channel in one read of x (kernels.channel_sums/_dot, long
+    # inner loops in any memory layout), accumulated in float64
+    sums, sq, reduce = channel_sums(x), channel_dot(x, x), bn_param.get("reduce")
     if reduce is not None:  # sync batch norm: sums over every rank's share of the batch
-        total = reduce(np.append(sums.astype(np.float64), m))
-        sums, m = total[:-1].astype(x.dtype), int(round(total[-1]))
-    mu = sums / m
-    xc = channel_affine(x, None, -mu)
-    sq = channel_dot(xc, xc)  # sum of xc^2, no xc*xc temporary
-    var = (sq if reduce is None else reduce(sq).astype(x.dtype)) / m
+        total = reduce(np.concatenate([sums, sq, [m]]))
+        sums, sq, m = total[:d], total[d : 2 * d], int(round(total[-1]))
+    mu = sums / m  # float64 throughout: the statistics, scale and shift
+    var = np.maximum(sq / m - mu * mu, 0.0)
+    xs, mu_x = x, np.zeros(d)  # x, or x less its mean as x's dtype holds it (see _centered)
+    if _far_from_zero(mu, var):  # two passes: the mean square of x - mu
+        xs, mu_x = _centered(x, mu)
+        # the mean again, from the small numbers xs (their float32 sums lose little)
+        rest = np.concatenate([channel_sums(xs), channel_dot(xs, xs)])
+        rest = (rest if reduce is None else reduce(rest)) / m
+        mu = mu_x + rest[:d]
+        var = np.maximum(rest[d:] - rest[:d] ** 2, 0.0)
     std = np.sqrt(var + eps)
-    # out = xhat * gamma + beta with xhat = xc / std, as xc * (gamma / std) + beta: x_hat
-    # itself is never stored (the backward pass works from xc)
-    out = channel_affine(xc, g.reshape(d) / std, bt.reshape(d))
+    # out = xhat * gamma + beta with xhat = (x - mu) / std, as xs * scale + shift in one
+    # pass: neither x - mu nor x_hat is stored (the backward pass works from x)
+    scale = g.reshape(d) / std
+    out = channel_affine(
+        xs, scale, bt.reshape(d) - (mu - mu_x) * scale, out=None if xs is x else xs
+    )
     rm *= momentum
-    rm += (1 - momentum) * mu
+    rm += (1 - momentum) * mu.astype(x.dtype)
     rv *= momentum
-    rv += (1 - momentum) * var
+    rv += (1 - momentum) * var.astype(x.dtype)
     sync = None if reduce is None else (reduce, m)
     return out, BatchNormCache(
-        x, xc, mu.reshape(shape), var.reshape(shape), std.reshape(shape), g, eps, axes, sync
+        x, mu.reshape(shape), var.reshape(shape), std.reshape(shape), g, eps, axes, sync
     )
+
+
+def _centered(x, mu):
+    """(x - mu_x, mu_x) with mu_x = mu rounded to x's dtype: the subtraction is then exact
+    for x near its mean, and the rest of mu (mu - mu_x) goes into the per-channel shifts."""
+    mu_x = mu.astype(x.dtype)
+    return channel_affine(x, None, -mu_x), mu_x.astype(np.float64)
 
 
 def batchnorm_forward(x, gamma, beta, bn_param):
@@ -106,8 +142,9 @@ def batchnorm_forward(x, gamma, beta, bn_param):
 
 def batchnorm_backward(dout, cache):
     """Backward through the computation graph, node by node -> (dx, dgamma, dbeta)."""
-    x, xc, mu, var, std, g, eps, axes, sync = check_cache(cache, BatchNormCache, "batchnorm")
+    x, mu, var, std, g, eps, axes, sync = check_cache(cache, BatchNormCache, "batchnorm")
     dout = check_dout(dout, x.shape)
+    xc = x - mu
     if sync is not None:
         raise ValueError(
             "a sync batch norm forward (bn_param['reduce']) needs "
@@ -128,7 +165,8 @@ def batchnorm_backward(dout, cache):
     dxc = dxc + 2 * xc * dsq
     dmu = -dxc.sum(axis=axes, keepdims=True)
     dx = dxc + dmu / m
-    return dx.astype(x.dtype, copy=False), dgamma.reshape(-1), dbeta.reshape(-1)
+    dt = x.dtype
+    return dx.astype(dt, copy=False), dgamma.reshape(-1).astype(dt), dbeta.reshape(-1).astype(dt)
 
 
 def batchnorm_backward_alt(dout, cache):
@@ -136,23 +174,29 @@ def batchnorm_backward_alt(dout, cache):
 
     dx = gamma / (m * std) * (m * dout - sum(dout) - xhat * sum(dout * xhat))
     """
-    x, xc, mu, var, std, g, eps, axes, sync = check_cache(cache, BatchNormCache, "batchnorm")
+    x, mu, var, std, g, eps, axes, sync = check_cache(cache, BatchNormCache, "batchnorm")
     dout = check_dout(dout, x.shape)
     m = x.size // x.shape[1]
-    std, a = std.reshape(-1), (g / std).reshape(-1)
-    dout = in_order(dout, memory_order(xc))  # mixed layouts would crawl (see copy_into)
+    mu, std = mu.reshape(-1), std.reshape(-1)
+    a = g.reshape(-1) / std
+    dout = in_order(dout, memory_order(x))  # mixed layouts would crawl (see copy_into)
     dbeta = channel_sums(dout)
-    dgamma = channel_dot(dout, xc) / std  # sum(dout * xhat)
+    xs, mu_x = x, np.zeros_like(mu)  # as in the forward pass (see CANCELLATION)
+    if _far_from_zero(mu, var.reshape(-1)):
+        xs, mu_x = _centered(x, mu)
+    # sum(dout * xhat) = (sum(dout * xs) - (mu - mu_x) * sum(dout)) / std
+    dgamma = (channel_dot(dout, xs) - (mu - mu_x) * dbeta) / std
     sb, sg = dbeta, dgamma
     if sync is not None:  # sync batch norm: dx needs both sums over the whole batch
         reduce, m = sync
-        total = reduce(np.concatenate([dbeta, dgamma])).astype(x.dtype)
+        total = reduce(np.concatenate([dbeta, dgamma]))
         sb, sg = total[: dbeta.size], total[dbeta.size :]
-    # dx = a * (dout - xc * dgamma / (m * std)) - a * dbeta / m, a = gamma / std
-    dx = channel_affine(xc, -sg / (m * std))
-    np.add(dx, dout, out=dx)
-    channel_affine(dx, a, -a * sb / m, out=dx)
-    return dx.astype(x.dtype, copy=False), dgamma, dbeta
+    # dx = a * (dout - xhat * sg / m - sb / m), a = gamma / std, xhat = (xs - (mu - mu_x))
+    # / std: dout * a + xs * p + q in one pass
+    p = -a * sg / (m * std)
+    dx = channel_combine(dout, a, xs, p, -a * sb / m - p * (mu - mu_x), out=None if xs is x else xs)
+    dt = x.dtype
+    return dx, dgamma.astype(dt), dbeta.astype(dt)
 
 
 def spatial_batchnorm_forward(x, gamma, beta, bn_param):

@@ -22,7 +22,7 @@ No Python loop here runs over pixels; the loops are over the prod(kernel) taps o
 window (9 for 3x3), over cache-sized chunks of images, and over one part per thread.
 """
 
-from .channels import channel_affine, channel_dot, channel_sums
+from .channels import channel_affine, channel_combine, channel_dot, channel_sums
 from .conv import AUTO, ROUTES, choose_route, conv_backward, conv_forward, use_route
 from .elementwise import all_finite, keep_where, masked, relu, relu_grad
 from .layout import empty_in_order, in_order, memory_order
@@ -37,6 +37,7 @@ __all__ = [
     "conv_backward",
     "use_route",
     "channel_affine",
+    "channel_combine",
     "channel_dot",
     "channel_sums",
     "all_finite",
