@@ -33,10 +33,10 @@ SUM_BLOCK = 1024
 COMBINE_BLOCK = 1 << 18
 # Channels-first maps this big get one row each; smaller ones share an image's row.
 MAP_ROW = 1024
-# The least numbers worth a thread of their own in a scale-and-shift pass: the passes
-# keep the cores busy (two to four NumPy ops per number, on cached blocks), so they
-# split finer than the reductions, which stream memory (runtime.NUMBERS_PER_PART).
-PASS_NUMBERS_PER_PART = 250_000
+# The least numbers worth a thread of their own in a sum or dot product: these only
+# stream memory, so they split at twice the grain of the passes that compute
+# (runtime.NUMBERS_PER_PART; measured in runtime's note).
+SUM_NUMBERS_PER_PART = 600_000
 
 
 class ChannelRows(NamedTuple):
@@ -100,7 +100,7 @@ def _fold(r, partial):
 
 
 def _row_parts(r, grain=None):
-    grain = runtime.NUMBERS_PER_PART if grain is None else grain
+    grain = SUM_NUMBERS_PER_PART if grain is None else grain
     return runtime.partition(len(r.view), 1, r.view.size, grain)
 
 
@@ -108,7 +108,7 @@ def _split(x):
     """The axis to split x (N, C, *S) over the threads (see layout.outer_axis) and the
     bounds of its parts."""
     axis = outer_axis(x)
-    return axis, runtime.partition(x.shape[axis], 1, x.size, runtime.NUMBERS_PER_PART)
+    return axis, runtime.partition(x.shape[axis], 1, x.size, SUM_NUMBERS_PER_PART)
 
 
 def _per_channel(parts, axis):
@@ -185,7 +185,7 @@ def channel_affine(x, scale, shift=None, out=None):
                 xv[lo:hi], *(None if a is None else _rows_of(a, lo, hi) for a in (s, t)), ov[lo:hi]
             )
 
-        runtime.parallel(part, _row_parts(rx, PASS_NUMBERS_PER_PART))
+        runtime.parallel(part, _row_parts(rx, runtime.NUMBERS_PER_PART))
         return out
     shape = (1, -1) + (1,) * (x.ndim - 2)
     s = None if scale is None else np.asarray(scale, x.dtype).reshape(shape)
@@ -197,7 +197,7 @@ def channel_affine(x, scale, shift=None, out=None):
         ss, ts = ((a if a is None or axis == 0 else along(a, 1, lo, hi)) for a in (s, t))
         _affine(along(x, axis, lo, hi), ss, ts, along(out, axis, lo, hi))
 
-    runtime.parallel(part_nd, runtime.partition(x.shape[axis], 1, x.size, PASS_NUMBERS_PER_PART))
+    runtime.parallel(part_nd, runtime.partition(x.shape[axis], 1, x.size, runtime.NUMBERS_PER_PART))
     return out
 
 
@@ -239,5 +239,5 @@ def channel_combine(a, sa, b, sb, shift, out=None):
             np.add(o, tmp, out=o)
             np.add(o, _rows_of(ct, i, j), out=o)
 
-    runtime.parallel(part, _row_parts(ra, PASS_NUMBERS_PER_PART))
+    runtime.parallel(part, _row_parts(ra, runtime.NUMBERS_PER_PART))
     return out
