@@ -179,12 +179,18 @@ def pool_case(fw, repeat):
     return median_time(fwd, repeat), median_time(fwd_bwd, repeat), None
 
 
-def bn_case(fw, repeat):
+def bn_case(fw, repeat, channels_last=False):
+    """Spatial batch norm; ``channels_last``: x and dout in the memory layout a
+    channels-last conv hands over (cnnlab's convs from 12 channels on), torch's in
+    torch.channels_last (its own kernel for that layout)."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 64, 16, 16), dtype=np.float32)
     g = np.ones(64, np.float32)
     be = np.zeros(64, np.float32)
     dout = rng.standard_normal(x.shape, dtype=np.float32)
+    if channels_last:
+        x, dout = (np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+                   for a in (x, dout))
     if fw == "cnnlab":
         def fwd():
             F.spatial_batchnorm_forward(x, g, be, {"mode": "train"})
@@ -193,7 +199,9 @@ def bn_case(fw, repeat):
             _, c = F.spatial_batchnorm_forward(x, g, be, {"mode": "train"})
             F.spatial_batchnorm_backward(dout, c)
     else:
-        xt = torch.from_numpy(x).requires_grad_(True)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        xt = torch.from_numpy(np.ascontiguousarray(x)).to(memory_format=fmt).requires_grad_(True)
+        dt = torch.from_numpy(np.ascontiguousarray(dout)).to(memory_format=fmt)
         gt = torch.from_numpy(g).requires_grad_(True)
         bt = torch.from_numpy(be).requires_grad_(True)
         rm, rv = torch.zeros(64), torch.ones(64)
@@ -204,7 +212,7 @@ def bn_case(fw, repeat):
 
         def fwd_bwd():
             o = TF.batch_norm(xt, rm, rv, gt, bt, training=True)
-            torch.autograd.grad(o, (xt, gt, bt), torch.from_numpy(dout))
+            torch.autograd.grad(o, (xt, gt, bt), dt)
     return median_time(fwd, repeat), median_time(fwd_bwd, repeat), None
 
 
@@ -261,6 +269,7 @@ def worker(fw):
     if not ARGS.quick:
         res["rows"].append(["maxpool2d 2x2 s2 (64,32,32,32)", *pool_case(fw, ARGS.repeat)])
         res["rows"].append(["spatial batchnorm (64,64,16,16)", *bn_case(fw, ARGS.repeat)])
+        res["rows"].append(["  the same, channels-last", *bn_case(fw, ARGS.repeat, True)])
     if fw == "cnnlab":
         res["gemm_peak"] = gemm_peak(ARGS.repeat)
         res["version"] = f"numpy {np.__version__}"
