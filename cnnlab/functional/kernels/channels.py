@@ -12,8 +12,9 @@ vector spread once to the length of a row:
 - channels-first with maps of 1024+ pixels: one row per map, (N*C, S), the vector as a
   column, tiled N times.
 
-Then a sum, a dot product or a scale-and-shift runs with long inner loops. The other way round, a per-channel scalar broadcast over maps of 8x8 or
-16x16, NumPy pays its inner-loop overhead once per map and runs at a third of the speed.
+Then a sum, a dot product or a scale-and-shift runs with long inner loops. The other
+way round, a per-channel scalar broadcast over maps of 8x8 or 16x16, NumPy pays its
+inner-loop overhead once per map: x * scale over 64x64x16x16 took 0.48 ms against 0.29.
 Other layouts (batch-last) take plain broadcasting, per part of the outer axis.
 """
 
