@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from cnnlab.functional.kernels import layout, runtime
+from cnnlab.functional.kernels import channels, layout, runtime
 
 
 @pytest.fixture
@@ -104,13 +104,16 @@ def test_importing_cnnlab_starts_no_thread_and_leaves_the_allocator_alone():
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "batch_last"])
 def test_batch_norm_and_relu_split_over_threads_match_torch(layout, three_threads, monkeypatch):
-    """Batch norm's per-channel passes and ReLU cut into parts (tiny grain here): the parts
-    add up to torch's numbers in every memory layout the convs hand over."""
+    """Batch norm's per-channel passes and ReLU cut into parts (tiny grain here), batch
+    norm's parts into blocks (tiny blocks here): they add up to torch's numbers in every
+    memory layout the convs hand over."""
     import torch
     from conftest import torch_autograd
 
     import cnnlab.functional as F
     monkeypatch.setattr(runtime, "GRAIN_SCALE", 0)
+    monkeypatch.setattr(channels, "COMBINE_BLOCK", 20)
+    monkeypatch.setattr(channels, "SUM_BLOCK", 2)
     rng = np.random.default_rng(3)
     x = rng.standard_normal((6, 5, 4, 3)) * 2 + 1
     d = rng.standard_normal(x.shape)
@@ -129,6 +132,24 @@ def test_batch_norm_and_relu_split_over_threads_match_torch(layout, three_thread
     np.testing.assert_allclose(h, t_out, rtol=1e-9, atol=1e-9)
     for ours, theirs in zip((dx, dg, db), t_grads):
         np.testing.assert_allclose(ours, theirs, rtol=1e-8, atol=1e-9)
+
+
+def test_relu_gradient_in_parts_is_exact_for_inf_and_nan(three_threads, monkeypatch):
+    """relu_grad cut into parts keeps dout's bits where the output is nonzero (inf and NaN
+    included) and +0 elsewhere, as torch's threshold_backward."""
+    import torch
+
+    import cnnlab.functional as F
+    monkeypatch.setattr(runtime, "GRAIN_SCALE", 0)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4, 3, 5, 6)).astype(np.float32)
+    d = rng.standard_normal(x.shape).astype(np.float32)
+    x.flat[::7], d.flat[::5], d.flat[1::11] = np.nan, np.inf, -np.inf
+    out, cache = F.relu_forward(x)
+    dx = F.relu_backward(d, cache)
+    tx = torch.tensor(x, requires_grad=True)
+    torch.relu(tx).backward(torch.tensor(d))
+    np.testing.assert_array_equal(dx.view(np.int32), tx.grad.numpy().view(np.int32))
 
 
 def layout_copy(a, order):
