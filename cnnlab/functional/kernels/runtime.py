@@ -216,18 +216,21 @@ def parallel(fn, bounds):
 # gradients) every batch. glibc hands blocks above 128 KiB back to the OS on free, so
 # every step page-faults them in again: measured 5.4 -> 2.9 ms for LeNet's first conv
 # fwd+bwd and 50 -> 44 ms for a 64x32x32x32 one. Like PyTorch's caching allocator, keep
-# freed memory in the process instead: blocks up to 32 MiB come from the heap and the
-# heap is not trimmed. Peak memory is unchanged (freed blocks are reused). It changes the
-# allocator of the whole process (a host program's too), so it is a call, not a default.
+# freed memory in the process instead: every block comes from the heap (no mmap, which
+# glibc would still use from 32 MiB on: cifar_airbench's batch-512 activations, up to 118
+# MiB, then page-faulted in every step; its step in alternating runs: 2.28/2.16/2.11 ->
+# 2.17/2.04/2.14 s without) and the heap is not trimmed. Peak memory is unchanged (freed
+# blocks are reused; airbench's peak RSS 806 -> 790 MB). It changes the allocator of the
+# whole process (a host program's too), so it is a call, not a default.
 
 _kept = False
 
 
 def keep_freed_memory():
-    """Make glibc keep freed blocks of up to 32 MiB in the process instead of returning
-    them to the OS (``mallopt``), as PyTorch's caching allocator does: a training step
-    then stops page-faulting its arrays in again (LeNet's first conv fwd+bwd measured
-    5.4 -> 2.9 ms). Affects the whole process and cannot be undone; the ``cnnlab`` CLI
+    """Make glibc keep freed blocks in the process instead of returning them to the OS
+    (``mallopt``: no mmap, no heap trimming), as PyTorch's caching allocator does: a
+    training step then stops page-faulting its arrays in again (LeNet's first conv
+    fwd+bwd measured 5.4 -> 2.9 ms). Affects the whole process and cannot be undone; the ``cnnlab`` CLI
     and the benchmarks call it. Returns whether it took effect (False off glibc, or
     when the environment sets ``CNNLAB_KEEP_FREED_MEMORY=0``)."""
     global _kept
@@ -241,9 +244,11 @@ def keep_freed_memory():
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
+        m_trim_threshold, m_mmap_threshold, m_mmap_max = -1, -3, -4
         _kept = bool(
-            libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 1 << 30)
+            libc.mallopt(m_mmap_threshold, 32 << 20)
+            and libc.mallopt(m_trim_threshold, 1 << 30)
+            and libc.mallopt(m_mmap_max, 0)
         )
     except (OSError, AttributeError):  # not glibc
         return False
