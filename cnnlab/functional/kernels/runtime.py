@@ -244,12 +244,8 @@ def keep_freed_memory():
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold, m_mmap_max = -1, -3, -4
-        _kept = bool(
-            libc.mallopt(m_mmap_threshold, 32 << 20)
-            and libc.mallopt(m_trim_threshold, 1 << 30)
-            and libc.mallopt(m_mmap_max, 0)
-        )
+        m_trim_threshold, m_mmap_max = -1, -4  # with mmap off, its threshold has no say
+        _kept = bool(libc.mallopt(m_trim_threshold, 1 << 30) and libc.mallopt(m_mmap_max, 0))
     except (OSError, AttributeError):  # not glibc
         return False
     return _kept
