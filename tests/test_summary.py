@@ -98,7 +98,7 @@ def test_totals_and_memory_arithmetic():
     s = model.summary(batch_size=64, optimizer_slots=1, print_fn=None)
     p, isz, b = 62958, 4, 64
     act = 6272 + 1568 + 1600 + 400 + 120 + 84 + 10
-    assert s.totals == {"params": p, "state": 0, "input": 3072, "activations": act,
+    assert s.totals == {"params": p, "frozen": 0, "state": 0, "input": 3072, "activations": act,
                         "flops": sum(r["flops"] for r in s)}
     tr = s.memory["training"]
     assert tr["activations"] == tr["activation_grads"] == b * act * isz

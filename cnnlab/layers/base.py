@@ -69,6 +69,7 @@ class Layer:
         self._cache = None  # None: no forward kept a cache
         self._accepted = None  # the last per-sample shape forward() checked and accepted
         self._need_dx = True  # set by backward(need_dx=...) for _backward to read
+        self._trainable = True
 
     # ------------------------------------------------------------------ naming
     @classmethod
@@ -229,6 +230,38 @@ class Layer:
     def _set_grad(self, key, g):
         np.copyto(self.grads[key], g)
 
+    # ------------------------------------------------------------------ freezing
+    @property
+    def trainable(self):
+        """Whether training updates this layer's parameters (Keras's ``trainable``).
+
+        ``layer.trainable = False`` freezes them: ``fit`` hands the optimizer no gradient
+        for them (so neither the step nor weight decay nor momentum moves them; the
+        optimizer keeps their state), and a training step skips the backward pass of the
+        frozen layers at the input end of a model, which need no gradient (a frozen
+        backbone costs its forward pass only). Set on a container, it sets every layer
+        inside. A frozen :class:`BatchNorm` still normalizes with the batch's statistics
+        in training and updates its running statistics, as in PyTorch with
+        ``requires_grad=False``; only its scale and shift are fixed. Can be changed
+        between steps (a callback may freeze a layer after some epochs)."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{self._label()}: trainable must be True or False, got {value!r}")
+        self._trainable = bool(value)
+
+    def trainable_parameters(self):
+        """:meth:`named_parameters` less those of frozen layers (``trainable = False``)."""
+        return [(q, layer, key) for q, layer, key in self.named_parameters() if layer.trainable]
+
+    def release_cache(self):
+        """Drop what the last training forward kept for ``backward`` (nothing to do for a
+        layer whose backward has run). A training step calls it on the layers whose
+        backward it skips."""
+        self._cache = None
+
     # ------------------------------------------------------------------ parameters
     def _entries(self, prefix):
         """Yield (qualified name, layer, 'params' | 'state', key)."""
@@ -286,13 +319,20 @@ class Layer:
             np.copyto(getattr(layer, kind)[key], weights[q])
 
     def count_params(self):
-        """Number of trainable scalars."""
+        """Number of parameter scalars, frozen layers' included (``trainable = False``:
+        see :meth:`count_frozen`)."""
         return int(
             sum(
                 layer.params[key].size
                 for _, layer, kind, key in self._top_entries()
                 if kind == "params"
             )
+        )
+
+    def count_frozen(self):
+        """Number of parameter scalars in frozen layers (``trainable = False``)."""
+        return self.count_params() - int(
+            sum(layer.params[key].size for _, layer, key in self.trainable_parameters())
         )
 
     def count_state(self):

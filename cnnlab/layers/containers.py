@@ -123,6 +123,23 @@ class Container(Layer):
     def _top_entries(self):
         return [e for child in self.layers for e in child._entries("")]
 
+    @property
+    def trainable(self):
+        """Whether any layer inside is trainable; setting it sets every layer inside
+        (see :attr:`Layer.trainable`)."""
+        return any(child.trainable for child in self.layers) if self.layers else self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        Layer.trainable.fset(self, value)
+        for child in self.layers:
+            child.trainable = value
+
+    def release_cache(self):
+        super().release_cache()
+        for child in self.layers:
+            child.release_cache()
+
     # ------------------------------------------------------------------ summary
     def summary(
         self,
@@ -271,10 +288,20 @@ class Sequential(Container):
         return x, order  # the cache: backward runs the same children in reverse
 
     def _backward(self, dout, order):
-        last = len(order) - 1
-        for i, k in enumerate(reversed(order)):
-            dout = self.layers[k].backward(dout, need_dx=self._need_dx or i < last)
-        return dout
+        start = 0
+        if not self._need_dx:
+            # nobody wants this stack's input gradient, so the children that run before
+            # the first one with parameters to train need no backward at all (a training
+            # step: the first layer's dx, or a frozen backbone)
+            start = next(
+                (j for j, k in enumerate(order) if self.layers[k].trainable_parameters()),
+                len(order),
+            )
+            for k in order[:start]:
+                self.layers[k].release_cache()
+        for j in range(len(order) - 1, start - 1, -1):
+            dout = self.layers[order[j]].backward(dout, need_dx=self._need_dx or j > start)
+        return dout if start == 0 else None
 
     def peak_activations(self, input_shape):
         """Inference keeps one layer's input and output at a time: the largest pair."""

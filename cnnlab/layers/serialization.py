@@ -96,12 +96,18 @@ def get_registered(name):
 
 def serialize(layer):
     """Layer -> ``{'class': class name, 'config': layer.get_config()}`` (JSON-able;
-    containers nest their children's serializations inside their config)."""
+    containers nest their children's serializations inside their config), with
+    ``'trainable': False`` for a frozen layer."""
     from .base import Layer
 
     if not isinstance(layer, Layer):
         raise TypeError(f"layer must be a cnnlab Layer, got {type(layer).__name__}")
-    return {"class": type(layer).__name__, "config": layer.get_config()}
+    d = {"class": type(layer).__name__, "config": layer.get_config()}
+    if not layer.trainable and not hasattr(layer, "layers"):
+        # absent: trainable (files written before it existed too); a container's is its
+        # children's
+        d["trainable"] = False
+    return d
 
 
 def _how_to_register(cls):
@@ -131,4 +137,10 @@ def deserialize(d):
     config = d["config"]
     if not isinstance(config, dict):
         raise ValueError(f"config of {name} must be a dict, got {type(config).__name__}")
-    return cls.from_config(config)
+    trainable = d.get("trainable", True)
+    if not isinstance(trainable, bool):
+        raise ValueError(f"'trainable' of {name} must be true or false, got {trainable!r}")
+    layer = cls.from_config(config)
+    if not trainable:
+        layer.trainable = False
+    return layer

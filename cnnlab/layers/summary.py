@@ -8,13 +8,15 @@ after an 'input' row), each with
                     expanded)
     'type'          class name ('Input', 'Conv2D', ...)
     'output_shape'  per sample, channels first, e.g. (8, 28, 28)
-    'params'        trainable scalars (for a container, all of its children's)
+    'params'        parameter scalars (for a container, all of its children's)
+    'frozen'        those of them in frozen layers (``trainable = False``); the layer
+                    column says 'frozen' when all of them are
     'activations'   prod(output_shape), the scalars the row outputs per sample
     'flops'         per sample (2 x multiply-adds for conv/dense; see Layer.flops)
 
 plus attributes
 
-    .totals  {'params', 'state' (non-trainable scalars), 'input' (scalars per sample),
+    .totals  {'params', 'frozen', 'state' (non-trainable scalars), 'input' (scalars per sample),
               'activations' (scalars per sample kept for backward, inside containers too),
               'flops' (per sample)}
     .memory  {'batch_size', 'dtype', 'optimizer_slots',
@@ -62,6 +64,7 @@ def _row(layer, input_shape, prefix):
         "type": type(layer).__name__,
         "output_shape": out,
         "params": layer.count_params(),
+        "frozen": layer.count_frozen(),
         "activations": int(np.prod(out)),
         "flops": int(layer.flops(input_shape)),
     }
@@ -119,11 +122,21 @@ def _mib(n):
     return f"{n / 2**20:,.2f} MiB"
 
 
+def _params_line(totals):
+    frozen = totals["frozen"]
+    if not frozen:
+        return f"Params: {totals['params']:,} trainable, {totals['state']:,} non-trainable (state)"
+    return (
+        f"Params: {totals['params'] - frozen:,} trainable, {frozen:,} frozen (trainable=False), "
+        f"{totals['state']:,} non-trainable (state)"
+    )
+
+
 def _table(model, rows, totals, memory, fused):
     head = ("Layer (type)", "Output shape", "Params", "Activations", "FLOPs")
     cells = [
         (
-            f"{r['layer']} ({r['type']})",
+            f"{r['layer']} ({r['type']}{', frozen' if r['params'] and r['frozen'] == r['params'] else ''})",
             str(r["output_shape"]),
             f"{r['params']:,}",
             f"{r['activations']:,}",
@@ -145,7 +158,7 @@ def _table(model, rows, totals, memory, fused):
     lines += [fmt(c) for c in cells]
     lines += [
         rule,
-        f"Params: {totals['params']:,} trainable, {totals['state']:,} non-trainable (state)",
+        _params_line(totals),
         f"Activations per sample: {totals['activations']:,} (input {totals['input']:,}); "
         f"FLOPs per sample: {totals['flops']:,}",
         f"Memory estimate, batch {memory['batch_size']}, {memory['dtype']}:",
@@ -191,6 +204,7 @@ def summarize(
             "type": "Input",
             "output_shape": input_shape,
             "params": 0,
+            "frozen": 0,
             "activations": int(np.prod(input_shape)),
             "flops": 0,
         }
@@ -198,6 +212,7 @@ def summarize(
     rows += _rows(model, input_shape, "", expand_nested)
     totals = {
         "params": model.count_params(),
+        "frozen": model.count_frozen(),
         "state": model.count_state(),
         "input": int(np.prod(input_shape)),
         "activations": model.train_activations(input_shape),

@@ -74,7 +74,11 @@ class Optimizer:
 
     # --- public API -------------------------------------------------------------------
     def step(self, params, grads):
-        """Apply one update to every array in ``params`` (in place) from ``grads``."""
+        """Apply one update to every array in ``params`` (in place) from ``grads``.
+
+        A gradient of None leaves its array and its state as they are (a frozen layer's,
+        as PyTorch skips a parameter whose ``grad`` is None): neither weight decay nor
+        momentum moves it. Its slot in the state stays, so it may train again later."""
         params, grads = self._check_arrays(params, grads)
         if self._state is None:
             self._state = [{k: np.zeros_like(p) for k in self._slots} for p in params]
@@ -86,6 +90,8 @@ class Optimizer:
         self.lr = real_in(self.lr, "lr", 0.0)
         self.t += 1
         for p, g, slots in zip(params, grads, self._state):
+            if g is None:
+                continue
             if slots and next(iter(slots.values())).shape != p.shape:
                 raise ValueError(f"parameter shape changed: optimizer state has "
                                  f"{next(iter(slots.values())).shape}, got {p.shape}")
@@ -165,6 +171,9 @@ class Optimizer:
             if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
                 raise TypeError(f"params[{i}] must be a floating ndarray (updated in place), "
                                 f"got {type(p).__name__} {getattr(p, 'dtype', '')}")
+            if g is None:
+                out.append(None)
+                continue
             g = np.asarray(g)
             if g.shape != p.shape:
                 raise ValueError(f"grads[{i}] must have the shape of params[{i}] {p.shape}, "

@@ -140,10 +140,11 @@ def ensure_built(model, sample_shape):
 
 
 def parameter_arrays(model):
-    """(params, grads) lists in ``named_parameters`` order (grads read after backward)."""
+    """(params, grads) lists in ``named_parameters`` order (grads read after backward;
+    None for a frozen layer's parameters, which the optimizer then leaves alone)."""
     entries = model.named_parameters()
     return ([layer.params[key] for _, layer, key in entries],
-            [layer.grads[key] for _, layer, key in entries])
+            [layer.grads[key] if layer.trainable else None for _, layer, key in entries])
 
 
 def _augmenter(augment):
@@ -577,7 +578,10 @@ def _train_batches(run, epoch, bar):
             batch_logs = totals.add(value, scores, yb)
         else:  # gradients summed over the ranks; the global batch's loss and accuracy
             correct = run.metrics[0].batch_sum(scores, yb)
-            value, k, correct = run.dist.allreduce(grads, value, correct)
+            # a frozen layer's arrays travel too (unused), so every rank sends the same list
+            # whichever layers it has frozen
+            arrays = [layer.grads[key] for _, layer, key in model.named_parameters()]
+            value, k, correct = run.dist.allreduce(arrays, value, correct)
             opt.step(params, grads)
             batch_logs = totals.add_sums(value, k, [correct])
         if bar is not None:

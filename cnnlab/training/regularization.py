@@ -37,12 +37,15 @@ def l2_penalty(model):
 
 
 def add_l2_penalty(model):
-    """Add reg * w to every weight gradient (after ``model.backward``) and return the
-    penalty 0.5 * reg * sum(w ** 2) to add to the loss."""
+    """Add reg * w to the weight gradient of every trainable layer (after
+    ``model.backward``) and return the penalty 0.5 * reg * sum(w ** 2) to add to the loss
+    (a frozen layer's weights included: a constant)."""
     reg = float(getattr(model, "reg", 0.0) or 0.0)
     if not reg:
         return 0.0
     for _, layer in weight_arrays(model):
+        if not layer.trainable:  # no gradient for a frozen layer (its backward may not run)
+            continue
         w = layer.params["w"]
         layer.grads["w"] += w.dtype.type(reg) * w
     return l2_penalty(model)
