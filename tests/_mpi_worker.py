@@ -88,6 +88,8 @@ def train(cfg, distributed):
         model, optimizer, initial_epoch = ck.model, ck.optimizer, ck.epoch
     else:
         model, optimizer = net(cfg["net"], dtype), SGD(0.05, momentum=0.9)
+    for i in cfg.get("freeze", ()):
+        model.layers[i].trainable = False
     saves = cfg["out"] + f".saves-rank{me}"
     plain_save = model.save
 

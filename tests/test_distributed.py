@@ -78,7 +78,8 @@ def main_run(tmp_path_factory):
             {"out": str(d / "bn_sync"), "net": "bn", "epochs": 1, "sync": True},
             {"out": str(d / "full"), "net": "plain", "epochs": 2,
              "ckpt": str(d / "full-{epoch}.npz")},
-            {"out": str(d / "bn_local"), "net": "bn", "epochs": 1}]
+            {"out": str(d / "bn_local"), "net": "bn", "epochs": 1},
+            {"out": str(d / "frozen"), "net": "plain", "epochs": 1, "freeze": [0, 6]}]
     proc, _ = launch(cfgs)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return d, cfgs
@@ -105,6 +106,18 @@ def test_two_ranks_equal_one_process(main_run):
     holds one sample, so rank 0 runs a weight-0 stand-in there."""
     _, cfgs = main_run
     check_same_as_one_process(cfgs[0]["out"], cfgs[0], tol=2e-6)
+
+
+def test_two_ranks_with_frozen_layers_equal_one_process(main_run):
+    """The first conv and the first dense layer frozen: their arrays still travel in the
+    gradient exchange (every rank sends one fixed list) but nobody updates them."""
+    _, cfgs = main_run
+    cfg = cfgs[4]
+    check_same_as_one_process(cfg["out"], cfg, tol=2e-6)
+    got, start = np.load(cfg["out"] + ".npz"), worker.net("plain")
+    for layer in (start.layers[0], start.layers[6]):
+        for key, value in layer.params.items():
+            np.testing.assert_array_equal(got[f"{layer.name}.{key}"], value)
 
 
 def test_sync_batchnorm_equals_one_process(main_run):

@@ -132,11 +132,16 @@ def _params_line(totals):
     )
 
 
+def _name_cell(r):
+    frozen = r["params"] and r["frozen"] == r["params"]
+    return f"{r['layer']} ({r['type']}{', frozen' if frozen else ''})"
+
+
 def _table(model, rows, totals, memory, fused):
     head = ("Layer (type)", "Output shape", "Params", "Activations", "FLOPs")
     cells = [
         (
-            f"{r['layer']} ({r['type']}{', frozen' if r['params'] and r['frozen'] == r['params'] else ''})",
+            _name_cell(r),
             str(r["output_shape"]),
             f"{r['params']:,}",
             f"{r['activations']:,}",

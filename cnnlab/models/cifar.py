@@ -181,9 +181,10 @@ def cifar_airbench(num_classes=10, input_shape=(3, 32, 32), widths=(64, 256, 256
     - batch norms: learned scale and shift, where airbench freezes the scale at 1 and gives
       the shift a 64x learning rate, because cnnlab's optimizers take one learning rate
       for all parameters.
-    - whiten: its filters are fitted by ``adapt`` and its bias trains throughout, where
-      airbench stops training the bias after 3 epochs, so that the optimizer needs no
-      per-parameter schedule.
+    - whiten: its filters are fitted by ``adapt``; its bias trains like any parameter.
+      airbench stops training it after 3 epochs: freeze it then (``net.layers[0].trainable
+      = False`` from a callback), as ``bench_accuracy.py``'s recipe does, and the whitening
+      layer and the first conv's input gradient drop out of the backward pass.
     """
     who = "cifar_airbench"
     input_shape = check_shape(who, input_shape)

@@ -78,7 +78,9 @@ class Optimizer:
 
         A gradient of None leaves its array and its state as they are (a frozen layer's,
         as PyTorch skips a parameter whose ``grad`` is None): neither weight decay nor
-        momentum moves it. Its slot in the state stays, so it may train again later."""
+        momentum moves it. Its slot in the state stays, so it may train again later
+        (Adam's bias correction then follows the optimizer's step count, not the
+        array's own, unlike PyTorch's per-parameter count)."""
         params, grads = self._check_arrays(params, grads)
         if self._state is None:
             self._state = [{k: np.zeros_like(p) for k in self._slots} for p in params]
