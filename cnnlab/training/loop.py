@@ -140,11 +140,14 @@ def ensure_built(model, sample_shape):
 
 
 def parameter_arrays(model):
-    """(params, grads) lists in ``named_parameters`` order (grads read after backward;
-    None for a frozen layer's parameters, which the optimizer then leaves alone)."""
+    """(params, grads, step_grads) lists in ``named_parameters`` order, grads read after
+    backward. ``step_grads`` is what the optimizer gets: None for a frozen layer's
+    arrays, which it then leaves alone; ``grads`` has them all (the exchange between
+    ranks sends one fixed list)."""
     entries = model.named_parameters()
-    return ([layer.params[key] for _, layer, key in entries],
-            [layer.grads[key] if layer.trainable else None for _, layer, key in entries])
+    grads = [layer.grads[key] for _, layer, key in entries]
+    return ([layer.params[key] for _, layer, key in entries], grads,
+            [g if layer.trainable else None for g, (_, layer, _) in zip(grads, entries)])
 
 
 def _augmenter(augment):
@@ -572,17 +575,14 @@ def _train_batches(run, epoch, bar):
             run.first_loss = value
         model.backward(dscores, need_dx=False)  # the input gradient is unused
         value += add_l2_penalty(model)  # model.reg: L2 on weights (cs231n)
-        params, grads = parameter_arrays(model)
+        params, grads, step_grads = parameter_arrays(model)
         if run.dist is None:
-            opt.step(params, grads)
+            opt.step(params, step_grads)
             batch_logs = totals.add(value, scores, yb)
         else:  # gradients summed over the ranks; the global batch's loss and accuracy
             correct = run.metrics[0].batch_sum(scores, yb)
-            # a frozen layer's arrays travel too (unused), so every rank sends the same list
-            # whichever layers it has frozen
-            arrays = [layer.grads[key] for _, layer, key in model.named_parameters()]
-            value, k, correct = run.dist.allreduce(arrays, value, correct)
-            opt.step(params, grads)
+            value, k, correct = run.dist.allreduce(grads, value, correct)  # in place
+            opt.step(params, step_grads)
             batch_logs = totals.add_sums(value, k, [correct])
         if bar is not None:
             bar.update(k)
